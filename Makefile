@@ -1,0 +1,68 @@
+# buildfarm.ec2 developer entry point. Every target sets up what it needs; a second run is fast.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.stamp
+COLL_ROOT := $(CURDIR)/build/collections
+COLL_DIR := $(COLL_ROOT)/ansible_collections/buildfarm/ec2
+SANITY_DIR := $(CURDIR)/build/sanity/ansible_collections/buildfarm/ec2
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
+export ANSIBLE_FORCE_COLOR := false
+export PY_COLORS := 0
+
+.PHONY: help venv collection engine lint sanity unit integration molecule test demo build clean
+
+help:
+	@echo "make demo   run the main job on the local cloud"
+	@echo "make test   run every test suite (lint, sanity, unit, integration, molecule, end to end)"
+
+venv: $(STAMP)
+$(STAMP): requirements-dev.txt requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt -r requirements.txt
+	touch $@
+
+# The collection as Ansible sees it: build/collections/ansible_collections/buildfarm/ec2 -> repo root.
+collection: $(COLL_DIR)
+$(COLL_DIR):
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+engine:
+	tools/engine/engine.sh up
+
+lint: venv collection
+	$(BIN)/ruff check plugins tests tools bench
+	$(BIN)/black --check -q plugins tests tools bench
+	$(BIN)/ansible-lint
+
+sanity: venv
+	tools/test/sanity.sh
+
+unit: venv collection
+	$(BIN)/pytest tests/unit
+
+integration: venv collection
+	$(BIN)/pytest tests/integration
+
+molecule: venv collection engine
+	tools/test/molecule-all.sh
+
+test: lint sanity unit integration molecule
+
+demo: venv collection engine
+	tools/demo.sh
+
+build: venv
+	mkdir -p build/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path build/dist .
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,55 @@
+# Copyright: (c) 2026, buildfarm.ec2 developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place where buildfarm.ec2 creates AWS clients, retries calls and paginates.
+
+Modules build on amazon.aws's ``AnsibleAWSModule`` (credentials, region, endpoint_url, botocore errors);
+every client comes from :func:`client` so retries are configured once.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
+
+# Throttling and eventual consistency (an id that is not visible yet) are retried with jittered backoff.
+RETRY = AWSRetry.jittered_backoff(
+    retries=10,
+    delay=1,
+    max_delay=30,
+    catch_extra_error_codes=[
+        "InvalidVpcID.NotFound",
+        "InvalidSubnetID.NotFound",
+        "InvalidGroup.NotFound",
+        "InvalidInstanceID.NotFound",
+        "InvalidVolume.NotFound",
+        "IncorrectState",
+    ],
+)
+
+CLUSTER_SPEC = dict(cluster=dict(type="str", required=True))
+
+
+def new_module(argument_spec, **kwargs):
+    """An ``AnsibleAWSModule`` with the common cluster option; fails on a bad cluster name before any call."""
+    spec = dict(CLUSTER_SPEC)
+    spec.update(argument_spec)
+    kwargs.setdefault("supports_check_mode", True)
+    module = AnsibleAWSModule(argument_spec=spec, **kwargs)
+    error = bf_tags.validate_cluster_name(module.params["cluster"])
+    if error:
+        module.fail_json(msg=error)
+    return module
+
+
+def client(module, service):
+    """A boto3 client for ``service`` with the shared retry decorator (call methods with ``aws_retry=True``)."""
+    return module.client(service, retry_decorator=RETRY)
+
+
+@RETRY
+def paginate(conn, operation, result_key, **kwargs):
+    """All items of a paginated ``operation`` (``result_key`` is the list in each page)."""
+    paginator = conn.get_paginator(operation)
+    return paginator.paginate(**kwargs).build_full_result().get(result_key, [])

@@ -1,0 +1,152 @@
+"""Shared fixtures: a moto server (real HTTP on loopback, one per session, reset per test) and a playbook runner.
+
+The collection is importable as ``ansible_collections.buildfarm.ec2`` through build/collections (made by
+``make collection``); amazon.aws comes from the ``ansible`` package in the project virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COLLECTIONS = ROOT / "build" / "collections"
+if not (COLLECTIONS / "ansible_collections" / "buildfarm" / "ec2").exists():
+    (COLLECTIONS / "ansible_collections" / "buildfarm").mkdir(parents=True, exist_ok=True)
+    (COLLECTIONS / "ansible_collections" / "buildfarm" / "ec2").symlink_to(ROOT)
+sys.path.insert(0, str(COLLECTIONS))
+
+REGION = "eu-west-1"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url, timeout=2):
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        return response.read()
+
+
+def _post(url, timeout=10):
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        return response.read()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """A moto server process on a free loopback port; yields its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = "http://127.0.0.1:%d" % port
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _get(url + "/moto-api/data.json")
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto server did not start: %s" % log.read_text()) from None
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """A freshly reset moto server: ``endpoint``, ``region``, ``env`` (for subprocesses) and ``client(name)``."""
+    import boto3
+
+    _post(moto_server + "/moto-api/reset")
+    env = dict(CREDENTIALS, AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, AWS_ENDPOINT_URL=moto_server)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    def client(service, region=REGION):
+        return boto3.client(service, region_name=region, endpoint_url=moto_server)
+
+    return SimpleNamespace(endpoint=moto_server, region=REGION, env=env, client=client)
+
+
+class PlayResult(SimpleNamespace):
+    def task(self, name, host="localhost"):
+        """The result of the task called ``name`` on ``host`` (the last one when it ran several times)."""
+        found = [
+            t["hosts"][host]
+            for play in self.json.get("plays", [])
+            for t in play["tasks"]
+            if t["task"]["name"] == name and host in t["hosts"]
+        ]
+        if not found:
+            raise KeyError("no task %r on %s in:\n%s" % (name, host, self.stdout[-4000:]))
+        return found[-1]
+
+
+@pytest.fixture
+def run_play(aws, tmp_path):
+    """Run a playbook (text or path) with ansible-playbook against the moto server; returns a PlayResult."""
+
+    def run(playbook, extra_vars=None, check=False, inventory="localhost,", env=None, expect_rc=0):
+        if isinstance(playbook, str) and "\n" in playbook:
+            path = tmp_path / ("play-%d.yml" % time.monotonic_ns())
+            path.write_text(playbook)
+        else:
+            path = Path(playbook)
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(path)]
+        if inventory == "localhost,":
+            cmd.append("--connection=local")
+        if extra_vars:
+            cmd += ["-e", json.dumps(extra_vars)]
+        if check:
+            cmd.append("--check")
+        full_env = dict(os.environ)
+        full_env.update(aws.env)
+        full_env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        )
+        full_env.update(env or {})
+        proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=900, check=False)
+        try:
+            parsed = json.loads(proc.stdout)
+        except ValueError:
+            parsed = {}
+        result = PlayResult(rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, json=parsed)
+        if expect_rc is not None and proc.returncode != expect_rc:
+            raise AssertionError(
+                "ansible-playbook rc=%d (wanted %d)\n%s\n%s"
+                % (proc.returncode, expect_rc, proc.stdout[-6000:], proc.stderr[-3000:])
+            )
+        return result
+
+    return run
