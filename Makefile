@@ -9,7 +9,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.stamp
 COLL_ROOT := $(CURDIR)/build/collections
 COLL_DIR := $(COLL_ROOT)/ansible_collections/buildfarm/ec2
-SANITY_DIR := $(CURDIR)/build/sanity/ansible_collections/buildfarm/ec2
+PY_DIRS = $(wildcard plugins tests tools bench extensions)
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
@@ -39,8 +39,8 @@ engine:
 	tools/engine/engine.sh up
 
 lint: venv collection
-	$(BIN)/ruff check plugins tests tools bench
-	$(BIN)/black --check -q plugins tests tools bench
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/black --check -q $(PY_DIRS)
 	$(BIN)/ansible-lint
 
 sanity: venv
