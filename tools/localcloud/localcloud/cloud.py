@@ -473,10 +473,9 @@ class Cloud:
         self._start_container(record)
 
     def _start_container(self, record):
-        with self.lock:
-            if record.created:
-                self._push_devices(record, apply=False)
-        host.docker("start", record.container, timeout=120)
+        with self.lock:  # devices file and start together: an attach in between would be missed
+            self._push_devices(record, apply=False)
+            host.docker("start", record.container, timeout=120)
         deadline = time.monotonic() + 60
         while self._container_state(record) != "running":
             if time.monotonic() > deadline:
