@@ -206,7 +206,7 @@ def test_launch_boot_ssh_and_user_data(cloud):
         assert (status, container_ip) == ("running", ip)
         assert hostname == "ip-" + ip.replace(".", "-")
         cloud.ips[inst["InstanceId"]] = ip
-    for instance_id, ip in cloud.ips.items():
+    for ip in cloud.ips.values():
         _wait_ssh(cloud, ip)
         out = _ssh(cloud, ip, "id -un; hostname; sudo -n cat /var/tmp/user-data-marker").stdout.split()
         assert out[:2] == ["admin", "ip-" + ip.replace(".", "-")]
@@ -237,7 +237,7 @@ def test_volume_survives_a_hand_off(cloud):
     _ssh(
         cloud,
         ip_a,
-        "test -b /dev/sdf && test \"$(readlink %s)\" = /dev/sdf && sudo mkfs.ext4 -q /dev/sdf && sudo mkdir -p /mnt/v "
+        'test -b /dev/sdf && test "$(readlink %s)" = /dev/sdf && sudo mkfs.ext4 -q /dev/sdf && sudo mkdir -p /mnt/v '
         "&& sudo mount /dev/sdf /mnt/v && echo payload-%s | sudo tee /mnt/v/data >/dev/null" % (by_id, volume),
     )
     with pytest.raises(ClientError) as refused:  # a mounted volume is not yanked away
@@ -249,7 +249,9 @@ def test_volume_survives_a_hand_off(cloud):
     assert ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["State"] == "available"
     assert _ssh(cloud, ip_a, "test -e /dev/sdf || test -e %s" % by_id, check=False).returncode == 1
     ec2.attach_volume(VolumeId=volume, InstanceId=b, Device="/dev/nvme1n1")
-    out = _ssh(cloud, ip_b, "sudo mkdir -p /mnt/v && sudo mount %s /mnt/v && cat /mnt/v/data && sudo umount /mnt/v" % by_id)
+    out = _ssh(
+        cloud, ip_b, "sudo mkdir -p /mnt/v && sudo mount %s /mnt/v && cat /mnt/v/data && sudo umount /mnt/v" % by_id
+    )
     assert out.stdout.strip() == "payload-" + volume
     assert _ssh(cloud, ip_b, "readlink %s" % by_id).stdout.strip() == "/dev/nvme1n1"
 
@@ -333,8 +335,12 @@ def test_down_leaves_nothing(cloud):
     assert proc.returncode == 0, proc.stderr
     label = "label=buildfarm.localcloud.dir=%s" % os.path.realpath(cloud.dir)
     ps = subprocess.run(["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True, check=True)
-    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", label], capture_output=True, text=True, check=True)
-    loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True, text=True)
+    nets = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", label], capture_output=True, text=True, check=True
+    )
+    loops = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True, text=True
+    )
     assert ps.stdout.strip() == "" and nets.stdout.strip() == ""
     assert str(cloud.dir) not in loops.stdout
     assert not cloud.dir.exists()

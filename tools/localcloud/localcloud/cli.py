@@ -115,7 +115,9 @@ def cmd_up(args):
     url = "http://127.0.0.1:%d" % port
     logfile = os.path.join(state_dir, "endpoint.log")
     child_env = dict(os.environ)
-    child_env["PYTHONPATH"] = PACKAGE_DIR + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
+    child_env["PYTHONPATH"] = PACKAGE_DIR + (
+        os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else ""
+    )
     argv = [
         sys.executable,
         "-m",
@@ -185,7 +187,10 @@ def collect(state_dir):
     label = host.cloud_label_value(state_dir)
     try:
         info["containers"] = sorted(
-            ({"name": c["name"], "state": c["state"], "instance": c["instance"]} for c in host.containers(label).values()),
+            (
+                {"name": c["name"], "state": c["state"], "instance": c["instance"]}
+                for c in host.containers(label).values()
+            ),
             key=lambda c: c["name"],
         )
         info["networks"] = [{"name": n, "cidr": c} for n, c in sorted(host.networks(label).items())]
@@ -223,7 +228,10 @@ def collect(state_dir):
 
 
 def _creds():
-    return {"aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
 
 
 def cmd_status(args):
@@ -235,11 +243,18 @@ def cmd_status(args):
     print("state dir   %s" % info["dir"])
     print(
         "endpoint    %s  pid %s  %s"
-        % (ep["url"] or "-", ep["pid"] or "-", "up" if ep["answers"] else ("running, not answering" if ep["running"] else "down"))
+        % (
+            ep["url"] or "-",
+            ep["pid"] or "-",
+            "up" if ep["answers"] else ("running, not answering" if ep["running"] else "down"),
+        )
     )
     print("instances   use %s" % (info["instance_endpoint"] or "-"))
     for i in info["instances"]:
-        print("  %-20s %-13s %-15s %s %s" % (i["id"], i["state"], i["private_ip"] or "-", i["subnet"] or "-", i["reason"] or ""))
+        print(
+            "  %-20s %-13s %-15s %s %s"
+            % (i["id"], i["state"], i["private_ip"] or "-", i["subnet"] or "-", i["reason"] or "")
+        )
     print("volumes")
     for v in info["volumes"]:
         print("  %-22s %4d GiB %-10s %s %s" % (v["id"], v["size"], v["state"], v["instance"] or "", v["device"] or ""))
@@ -343,10 +358,14 @@ def cmd_serve(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="localcloud", description="EC2 + S3 endpoint whose instances are containers")
-    parser.add_argument("--dir", default=default_dir(), help="state directory (default $BUILDFARM_LOCALCLOUD_DIR or build/localcloud)")
+    parser.add_argument(
+        "--dir", default=default_dir(), help="state directory (default $BUILDFARM_LOCALCLOUD_DIR or build/localcloud)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the endpoint in the background; print export lines")
-    up.add_argument("--port", type=int, default=int(os.environ.get("BUILDFARM_LOCALCLOUD_PORT", "0")), help="0: a free port")
+    up.add_argument(
+        "--port", type=int, default=int(os.environ.get("BUILDFARM_LOCALCLOUD_PORT", "0")), help="0: a free port"
+    )
     up.add_argument("--bind", default="0.0.0.0")
     up.add_argument("--region", default=os.environ.get("BUILDFARM_LOCALCLOUD_REGION", DEFAULT_REGION))
     up.add_argument("--image", default=os.environ.get("BUILDFARM_BASE_IMAGE", DEFAULT_IMAGE))

@@ -14,13 +14,11 @@ import ipaddress
 import json
 import logging
 import os
-import shlex
 import signal
 import threading
 import time
 
-from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX
-from localcloud import host
+from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host
 from localcloud.host import HostError
 
 log = logging.getLogger("localcloud")
@@ -225,7 +223,9 @@ class Cloud:
                 timeout=60,
             )
         except HostError as exc:
-            raise _ec2_error("InvalidSubnet.Conflict", "localcloud: cannot create the network of %s: %s" % (subnet.id, exc))
+            raise _ec2_error(
+                "InvalidSubnet.Conflict", "localcloud: cannot create the network of %s: %s" % (subnet.id, exc)
+            ) from None
         return name
 
     def remove_network(self, subnet_id):
@@ -287,7 +287,9 @@ class Cloud:
 
     def _push_devices(self, record, apply):
         """Write /etc/localcloud/devices into the container; make the nodes now when it runs."""
-        host.copy_into(record.container, [("etc/localcloud/devices", self._devices_file(record.instance), 0o644, 0, None)])
+        host.copy_into(
+            record.container, [("etc/localcloud/devices", self._devices_file(record.instance), 0o644, 0, None)]
+        )
         if apply:
             host.docker("exec", record.container, "/usr/local/sbin/localcloud-boot", timeout=60)
 
@@ -312,7 +314,7 @@ class Cloud:
                     running = self._container_state(record) == "running"
                     self._push_devices(record, apply=running)
             except HostError as exc:
-                raise _ec2_error("IncorrectState", "localcloud: cannot attach %s: %s" % (volume.id, exc))
+                raise _ec2_error("IncorrectState", "localcloud: cannot attach %s: %s" % (volume.id, exc)) from None
 
     def before_detach(self, inst, volume_id):
         """Refuse to yank a volume mounted inside a running instance unless Force is set."""
@@ -516,14 +518,16 @@ class Cloud:
         for inst in backend.get_multi_instances_by_id(instance_ids):
             if inst.state in ("stopping", "shutting-down", "terminated"):
                 raise _ec2_error(
-                    "IncorrectInstanceState", "The instance '%s' is not in a state from which it can be started." % inst.id
+                    "IncorrectInstanceState",
+                    "The instance '%s' is not in a state from which it can be started." % inst.id,
                 )
 
     def check_stop(self, backend, instance_ids):
         for inst in backend.get_multi_instances_by_id(instance_ids):
             if inst.state in ("shutting-down", "terminated"):
                 raise _ec2_error(
-                    "IncorrectInstanceState", "The instance '%s' is not in a state from which it can be stopped." % inst.id
+                    "IncorrectInstanceState",
+                    "The instance '%s' is not in a state from which it can be stopped." % inst.id,
                 )
 
     def on_start(self, pairs):
@@ -562,7 +566,9 @@ class Cloud:
             for inst in instances:
                 record = self.records.get(inst.id)
                 if record is not None and record.created:
-                    self._queue(record, "reboot", lambda r=record: host.docker("restart", "-t", "30", r.container, timeout=90))
+                    self._queue(
+                        record, "reboot", lambda r=record: host.docker("restart", "-t", "30", r.container, timeout=90)
+                    )
 
     def before_terminate(self, backend, instance_ids):
         with self.lock:
@@ -602,7 +608,7 @@ class Cloud:
                 return
             self._last_sync = now
             try:
-                seen = {c["instance"]: c["state"] for c in host.containers(self.label).values()}
+                seen = {c["instance"]: c for c in host.containers(self.label).values()}
             except HostError as exc:
                 log.warning("sync: %s", exc)
                 return
@@ -610,7 +616,8 @@ class Cloud:
                 inst = record.instance
                 if record.busy or not record.created or record.terminating:
                     continue
-                state = seen.get(inst.id)
+                container = seen.get(inst.id)
+                state = container["state"] if container else None
                 if inst.state == "running" and state != "running":
                     if state is None:
                         record.created = False
@@ -620,6 +627,10 @@ class Cloud:
                             "Server.InternalError",
                             "Server.InternalError: localcloud: the container was removed outside the local cloud",
                         )
+                        continue
+                    if container["exit_code"] == 128 + signal.SIGHUP:  # systemd asked for a reboot: boot again
+                        log.info("%s rebooted itself", inst.id)
+                        self._queue(record, "reboot", lambda r=record: self._start_container(r))
                         continue
                     self._powered_off(record)
                 elif inst.state == "stopped" and state == "running":
@@ -729,9 +740,8 @@ def install(cloud):
 
 def serve(state_dir, port, bind, image, instance_endpoint, region, limits=True):
     """Run the endpoint in the foreground until SIGTERM/SIGINT."""
-    from werkzeug.serving import make_server
-
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     os.environ.setdefault("MOTO_PORT", str(port))
@@ -746,7 +756,8 @@ def serve(state_dir, port, bind, image, instance_endpoint, region, limits=True):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=cloud.poll_forever, name="poller", daemon=True).start()
-    log.info("localcloud endpoint on %s:%d (instances reach it at %s), state in %s", bind, port, instance_endpoint, state_dir)
-    log.info("argv: %s", shlex.join(["serve", state_dir, str(port)]))
+    log.info(
+        "localcloud endpoint on %s:%d (instances reach it at %s), state in %s", bind, port, instance_endpoint, state_dir
+    )
     server.serve_forever()
     log.info("endpoint stopped")

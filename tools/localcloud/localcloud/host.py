@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
 import io
+import ipaddress
 import json
 import os
+import re
 import subprocess
 import tarfile
 import time
 
-from localcloud import LABEL, LABEL_DIR
+from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE
 
 
 class HostError(Exception):
@@ -60,12 +61,13 @@ def containers(cloud_dir=None):
             continue
         row = json.loads(line)
         labels = dict(kv.split("=", 1) for kv in row.get("Labels", "").split(",") if "=" in kv)
+        exited = re.match(r"Exited \((\d+)\)", row.get("Status", ""))
         found[row["Names"]] = {
             "id": row["ID"],
             "name": row["Names"],
             "state": row["State"],
-            "status": row.get("Status", ""),
-            "instance": labels.get("buildfarm.localcloud.instance"),
+            "exit_code": int(exited.group(1)) if exited else None,
+            "instance": labels.get(LABEL_INSTANCE),
             "labels": labels,
         }
     return found
@@ -74,10 +76,10 @@ def containers(cloud_dir=None):
 def networks(cloud_dir=None):
     """{network name: cidr} of the local cloud's networks."""
     out = docker("network", "ls", *labels_filter(cloud_dir), "--format", "{{.Name}}", timeout=30)
-    names = [n for n in out.split() if n]
     result = {}
-    for name in names:
-        result[name] = network_cidrs(name)[0] if network_cidrs(name) else ""
+    for name in out.split():
+        cidrs = network_cidrs(name)
+        result[name] = cidrs[0] if cidrs else ""
     return result
 
 
@@ -170,6 +172,3 @@ def bridge_gateway():
 
 def cloud_label_value(cloud_dir):
     return os.path.realpath(cloud_dir)
-
-
-__all__ = ["HostError", "LABEL", "LABEL_DIR"]
