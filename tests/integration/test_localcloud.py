@@ -103,6 +103,14 @@ def _wait_ssh(cloud, ip, deadline=180):
         time.sleep(2)
 
 
+def _wait_rebooted(cloud, ip, deadline=120):
+    """Wait until the instance answers SSH again with a fresh /run (tmpfs: empty after every boot)."""
+    end = time.monotonic() + deadline
+    while _ssh(cloud, ip, "test ! -e /run/before-reboot", check=False).returncode != 0:
+        assert time.monotonic() < end, "%s did not reboot" % ip
+        time.sleep(1)
+
+
 def _instance(ec2, instance_id):
     return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
 
@@ -270,13 +278,15 @@ def test_stop_start_reboot_terminate_follow_the_container(cloud):
     out = _ssh(cloud, cloud.ips[b], "sudo mount /dev/nvme1n1 /mnt/v && cat /mnt/v/data && sudo umount /mnt/v")
     assert out.stdout.strip() == "payload-" + cloud.volume
     assert _ssh(cloud, cloud.ips[b], "grep -c 'user-data started' /var/log/user-data.log").stdout.strip() == "1"
-    _ssh(cloud, cloud.ips[b], "touch /run/user/before-reboot 2>/dev/null || sudo touch /run/before-reboot")
+    _ssh(cloud, cloud.ips[b], "sudo touch /run/before-reboot")
     ec2.reboot_instances(InstanceIds=[b])
-    time.sleep(3)
-    _wait_ssh(cloud, cloud.ips[b])
-    assert _ssh(cloud, cloud.ips[b], "test -e /run/before-reboot", check=False).returncode == 1  # /run is new
+    _wait_rebooted(cloud, cloud.ips[b])
     assert _instance(ec2, b)["State"]["Name"] == "running"
     assert _ssh(cloud, cloud.ips[b], "test -b /dev/nvme1n1", check=False).returncode == 0
+    # a reboot from inside the instance boots it again (it does not count as a power-off)
+    _ssh(cloud, cloud.ips[b], "sudo touch /run/before-reboot && sudo systemctl reboot", check=False)
+    _wait_rebooted(cloud, cloud.ips[b])
+    assert _instance(ec2, b)["State"]["Name"] == "running"
     # terminate: the container goes, the volume is detached and available again
     ec2.terminate_instances(InstanceIds=[b])
     assert _instance(ec2, b)["State"]["Name"] in ("shutting-down", "terminated")
