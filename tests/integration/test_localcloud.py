@@ -349,7 +349,7 @@ def test_down_leaves_nothing(cloud):
         ["docker", "network", "ls", "-q", "--filter", label], capture_output=True, text=True, check=True
     )
     loops = subprocess.run(
-        ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True, text=True
+        ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True, text=True, check=True
     )
     assert ps.stdout.strip() == "" and nets.stdout.strip() == ""
     assert str(cloud.dir) not in loops.stdout

@@ -685,18 +685,18 @@ def install(cloud):
     wrap("run_instances", after=lambda self, res, *a, **k: cloud.on_launch(self, res.instances))
     wrap(
         "start_instances",
-        before=lambda self, ids: cloud.check_start(self, ids),
+        before=cloud.check_start,
         after=lambda self, res, ids: cloud.on_start(res),
     )
     wrap(
         "stop_instances",
-        before=lambda self, ids: cloud.check_stop(self, ids),
+        before=cloud.check_stop,
         after=lambda self, res, ids: cloud.on_stop(res),
     )
     wrap("reboot_instances", after=lambda self, res, ids: cloud.on_reboot(res))
     wrap(
         "terminate_instances",
-        before=lambda self, ids: cloud.before_terminate(self, ids),
+        before=cloud.before_terminate,
         after=lambda self, res, ids: cloud.on_terminate(res),
     )
 
