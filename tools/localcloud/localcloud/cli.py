@@ -300,7 +300,7 @@ def cleanup(state_dir, everything):
         host.docker("network", "rm", name, timeout=60, check=False)
     if nets:
         say("removed %d network(s)" % len(nets))
-    loops = {found[0] for found in host.loops_backed_by(state_dir)}
+    loops = {entry[0] for entry in host.loops_backed_by(state_dir)}
     try:
         with open(os.path.join(state_dir, "loops.json")) as src:
             recorded = json.load(src)
