@@ -132,7 +132,9 @@ def cloud(tmp_path_factory):
     base = tmp_path_factory.mktemp("localcloud")
     state_dir = base / "state"
     proc = _cli(state_dir, "up", "--port", str(_free_port()))
-    assert proc.returncode == 0, proc.stderr
+    if proc.returncode:
+        _cli(state_dir, "down")
+        pytest.fail("localcloud up failed:\n%s" % proc.stderr)
     exports = dict(
         line[len("export ") :].split("=", 1) for line in proc.stdout.splitlines() if line.startswith("export ")
     )
@@ -364,3 +366,31 @@ def _gone_or_zombie(pid):
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_a_container_that_cannot_start_terminates_its_instance(tmp_path):
+    """A second local cloud whose image does not exist: the instance ends terminated with the docker error."""
+    state_dir = tmp_path / "broken"
+    proc = _cli(state_dir, "up", "--no-engine", "--port", str(_free_port()), "--image", "buildfarm/missing:none")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        env = dict(line.split("=", 1) for line in (state_dir / "env").read_text().splitlines())
+        ec2 = boto3.client(
+            "ec2",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        vpc = ec2.create_vpc(CidrBlock="10.79.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.79.1.0/24")["Subnet"]["SubnetId"]
+        instance_id = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet)["Instances"][
+            0
+        ]["InstanceId"]
+        inst = _wait_state(ec2, instance_id, "terminated", deadline=60)
+        assert inst["StateReason"]["Code"] == "Server.InternalError"
+        assert "buildfarm/missing:none" in inst["StateReason"]["Message"]
+        assert _docker_state(instance_id) is None
+    finally:
+        down = _cli(state_dir, "down")
+    assert down.returncode == 0, down.stderr
