@@ -1,0 +1,394 @@
+"""localcloud up | status | down | env | serve (see docs/localcloud.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from localcloud import DEFAULT_IMAGE, DEFAULT_REGION, host
+from localcloud.host import HostError
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(PACKAGE_DIR))
+ENGINE = os.path.join(ROOT, "tools", "engine", "engine.sh")
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+FILES = ("env", "endpoint.pid", "endpoint.log", "loops.json", "loops.json.tmp")
+
+
+def say(message):
+    print("localcloud: %s" % message, file=sys.stderr, flush=True)
+
+
+def die(message):
+    say("error: " + message)
+    sys.exit(1)
+
+
+def default_dir():
+    return os.environ.get("BUILDFARM_LOCALCLOUD_DIR") or os.path.join(ROOT, "build", "localcloud")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        return sock.getsockname()[1]
+
+
+def read_env(state_dir):
+    env = {}
+    try:
+        with open(os.path.join(state_dir, "env")) as src:
+            for line in src:
+                if "=" in line and not line.startswith("#"):
+                    key, value = line.rstrip("\n").split("=", 1)
+                    env[key] = value
+    except OSError:
+        pass
+    return env
+
+
+def read_pid(state_dir):
+    try:
+        with open(os.path.join(state_dir, "endpoint.pid")) as src:
+            return int(src.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def our_process(pid):
+    """True when ``pid`` is a running local cloud endpoint (guards against a reused PID)."""
+    if not pid:
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as src:
+            argv = src.read().split(b"\0")
+    except OSError:
+        return False
+    return b"localcloud" in argv and b"serve" in argv
+
+
+def answers(url, timeout=5):
+    """True when an HTTP server answers at ``url`` (any status)."""
+    try:
+        with urllib.request.urlopen(url + "/moto-api/", timeout=timeout):  # noqa: S310 (loopback)
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def print_exports(env):
+    for key, value in env.items():
+        print("export %s=%s" % (key, value))
+
+
+# --------------------------------------------------------------------------------------------- up
+def cmd_up(args):
+    state_dir = os.path.realpath(args.dir)
+    env = read_env(state_dir)
+    pid = read_pid(state_dir)
+    if our_process(pid) and env.get("AWS_ENDPOINT_URL") and answers(env["AWS_ENDPOINT_URL"]):
+        say("already up (pid %d), env file %s" % (pid, os.path.join(state_dir, "env")))
+        print_exports(env)
+        return 0
+    if not args.no_engine:
+        subprocess.run([ENGINE, "up"], check=True)
+    if not host.engine_answers():
+        die("the docker engine does not answer (tools/engine/engine.sh up)")
+    if pid or host.containers(host.cloud_label_value(state_dir)) or host.loops_backed_by(state_dir):
+        say("leftovers of an earlier run in %s: cleaning them first" % state_dir)
+        cleanup(state_dir, everything=False)
+    os.makedirs(state_dir, exist_ok=True)
+    port = args.port or free_port()
+    gateway = host.bridge_gateway()
+    instance_url = "http://%s:%d" % (gateway, port)
+    url = "http://127.0.0.1:%d" % port
+    logfile = os.path.join(state_dir, "endpoint.log")
+    child_env = dict(os.environ)
+    child_env["PYTHONPATH"] = PACKAGE_DIR + (
+        os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else ""
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "localcloud",
+        "--dir",
+        state_dir,
+        "serve",
+        "--port",
+        str(port),
+        "--bind",
+        args.bind,
+        "--image",
+        args.image,
+        "--region",
+        args.region,
+        "--instance-endpoint",
+        instance_url,
+    ]
+    if args.no_limits:
+        argv.append("--no-limits")
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env, start_new_session=True
+        )
+    with open(os.path.join(state_dir, "endpoint.pid"), "w") as out:
+        out.write("%d\n" % proc.pid)
+    deadline = time.monotonic() + 60
+    while not answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with open(logfile, errors="replace") as src:
+                tail = src.read()[-3000:]
+            if proc.poll() is None:
+                proc.kill()
+            die("the endpoint did not start (log %s):\n%s" % (logfile, tail))
+        time.sleep(0.2)
+    env = {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_REGION": args.region,
+        "AWS_DEFAULT_REGION": args.region,
+        **CREDENTIALS,
+        "BUILDFARM_INSTANCE_ENDPOINT_URL": instance_url,
+        "BUILDFARM_LOCALCLOUD_DIR": state_dir,
+    }
+    with open(os.path.join(state_dir, "env"), "w") as out:
+        out.write("".join("%s=%s\n" % kv for kv in env.items()))
+    say("up: endpoint %s (instances use %s), pid %d, env file %s" % (url, instance_url, proc.pid, state_dir + "/env"))
+    print_exports(env)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- status
+def collect(state_dir):
+    state_dir = os.path.realpath(state_dir)
+    env = read_env(state_dir)
+    pid = read_pid(state_dir)
+    url = env.get("AWS_ENDPOINT_URL")
+    info = {
+        "dir": state_dir,
+        "endpoint": {"url": url, "pid": pid, "running": our_process(pid), "answers": bool(url) and answers(url)},
+        "instance_endpoint": env.get("BUILDFARM_INSTANCE_ENDPOINT_URL"),
+        "instances": [],
+        "volumes": [],
+        "containers": [],
+        "networks": [],
+        "loop_devices": [],
+    }
+    label = host.cloud_label_value(state_dir)
+    try:
+        info["containers"] = sorted(
+            (
+                {"name": c["name"], "state": c["state"], "instance": c["instance"]}
+                for c in host.containers(label).values()
+            ),
+            key=lambda c: c["name"],
+        )
+        info["networks"] = [{"name": n, "cidr": c} for n, c in sorted(host.networks(label).items())]
+    except HostError as exc:
+        info["engine_error"] = str(exc)
+    info["loop_devices"] = [{"device": d, "file": f} for d, f in host.loops_backed_by(state_dir)]
+    if info["endpoint"]["answers"]:
+        import boto3
+
+        ec2 = boto3.client("ec2", endpoint_url=url, region_name=env.get("AWS_REGION", DEFAULT_REGION), **_creds())
+        for res in ec2.describe_instances()["Reservations"]:
+            for inst in res["Instances"]:
+                info["instances"].append(
+                    {
+                        "id": inst["InstanceId"],
+                        "state": inst["State"]["Name"],
+                        "private_ip": inst.get("PrivateIpAddress"),
+                        "subnet": inst.get("SubnetId"),
+                        "key_name": inst.get("KeyName"),
+                        "reason": inst.get("StateReason", {}).get("Message"),
+                    }
+                )
+        for vol in ec2.describe_volumes()["Volumes"]:
+            att = vol.get("Attachments") or [{}]
+            info["volumes"].append(
+                {
+                    "id": vol["VolumeId"],
+                    "size": vol["Size"],
+                    "state": vol["State"],
+                    "instance": att[0].get("InstanceId"),
+                    "device": att[0].get("Device"),
+                }
+            )
+    return info
+
+
+def _creds():
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def cmd_status(args):
+    info = collect(args.dir)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    ep = info["endpoint"]
+    print("state dir   %s" % info["dir"])
+    print(
+        "endpoint    %s  pid %s  %s"
+        % (
+            ep["url"] or "-",
+            ep["pid"] or "-",
+            "up" if ep["answers"] else ("running, not answering" if ep["running"] else "down"),
+        )
+    )
+    print("instances   use %s" % (info["instance_endpoint"] or "-"))
+    for i in info["instances"]:
+        print(
+            "  %-20s %-13s %-15s %s %s"
+            % (i["id"], i["state"], i["private_ip"] or "-", i["subnet"] or "-", i["reason"] or "")
+        )
+    print("volumes")
+    for v in info["volumes"]:
+        print("  %-22s %4d GiB %-10s %s %s" % (v["id"], v["size"], v["state"], v["instance"] or "", v["device"] or ""))
+    print("containers")
+    for c in info["containers"]:
+        print("  %-26s %-10s %s" % (c["name"], c["state"], c["instance"] or ""))
+    print("networks")
+    for n in info["networks"]:
+        print("  %-30s %s" % (n["name"], n["cidr"]))
+    print("loop devices")
+    for d in info["loop_devices"]:
+        print("  %-12s %s" % (d["device"], d["file"]))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- down
+def stop_endpoint(state_dir):
+    pid = read_pid(state_dir)
+    if not our_process(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while our_process(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if our_process(pid):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    say("stopped the endpoint (pid %d)" % pid)
+
+
+def cleanup(state_dir, everything):
+    """Remove what the local cloud of ``state_dir`` made (with ``everything``: every local cloud's containers and
+    networks). Returns a list of what is still there."""
+    state_dir = os.path.realpath(state_dir)
+    label = None if everything else host.cloud_label_value(state_dir)
+    stop_endpoint(state_dir)
+    found = host.containers(label)
+    if found:
+        host.docker("rm", "-f", *[c["id"] for c in found.values()], timeout=300, check=False)
+        say("removed %d container(s)" % len(found))
+    nets = host.networks(label)
+    for name in nets:
+        host.docker("network", "rm", name, timeout=60, check=False)
+    if nets:
+        say("removed %d network(s)" % len(nets))
+    loops = {entry[0] for entry in host.loops_backed_by(state_dir)}
+    try:
+        with open(os.path.join(state_dir, "loops.json")) as src:
+            recorded = json.load(src)
+        for entry in recorded.values():
+            if os.path.realpath(entry.get("file", "")).startswith(state_dir + "/"):
+                loops.add(entry["device"])
+    except (OSError, ValueError):
+        pass
+    for dev in sorted(loops):
+        host.loop_detach(dev)
+    if loops:
+        say("detached %d loop device(s)" % len(loops))
+    shutil.rmtree(os.path.join(state_dir, "volumes"), ignore_errors=True)
+    for name in FILES:
+        try:
+            os.unlink(os.path.join(state_dir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(state_dir)
+    except OSError:
+        pass
+    left = ["container " + c for c in host.containers(label)]
+    left += ["network " + n for n in host.networks(label)]
+    left += ["loop device %s (%s)" % lf for lf in host.loops_backed_by(state_dir)]
+    return left
+
+
+def cmd_down(args):
+    if not host.engine_answers():
+        say("the docker engine does not answer: only the endpoint and files are handled")
+        stop_endpoint(os.path.realpath(args.dir))
+        return 1
+    left = cleanup(args.dir, everything=args.all)
+    if left:
+        die("still there after down: " + ", ".join(left))
+    say("down: nothing left of %s" % os.path.realpath(args.dir))
+    return 0
+
+
+def cmd_env(args):
+    env = read_env(os.path.realpath(args.dir))
+    if not env:
+        die("not up: no env file in %s" % os.path.realpath(args.dir))
+    print_exports(env)
+    return 0
+
+
+def cmd_serve(args):
+    from localcloud.cloud import serve
+
+    serve(args.dir, args.port, args.bind, args.image, args.instance_endpoint, args.region, limits=not args.no_limits)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="localcloud", description="EC2 + S3 endpoint whose instances are containers")
+    parser.add_argument(
+        "--dir", default=default_dir(), help="state directory (default $BUILDFARM_LOCALCLOUD_DIR or build/localcloud)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the endpoint in the background; print export lines")
+    up.add_argument(
+        "--port", type=int, default=int(os.environ.get("BUILDFARM_LOCALCLOUD_PORT", "0")), help="0: a free port"
+    )
+    up.add_argument("--bind", default="0.0.0.0")
+    up.add_argument("--region", default=os.environ.get("BUILDFARM_LOCALCLOUD_REGION", DEFAULT_REGION))
+    up.add_argument("--image", default=os.environ.get("BUILDFARM_BASE_IMAGE", DEFAULT_IMAGE))
+    up.add_argument("--no-engine", action="store_true", help="do not run tools/engine/engine.sh up")
+    up.add_argument("--no-limits", action="store_true", help="no CPU/memory limits from the instance type")
+    up.set_defaults(func=cmd_up)
+    status = sub.add_parser("status", help="endpoint, instances, volumes, containers, networks, loop devices")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    down = sub.add_parser("down", help="stop the endpoint and remove everything it made")
+    down.add_argument("--all", action="store_true", help="also every other local cloud's containers and networks")
+    down.set_defaults(func=cmd_down)
+    sub.add_parser("env", help="print the env file as export lines").set_defaults(func=cmd_env)
+    serve = sub.add_parser("serve", help="run the endpoint in the foreground (what up starts)")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--bind", default="0.0.0.0")
+    serve.add_argument("--image", default=DEFAULT_IMAGE)
+    serve.add_argument("--region", default=DEFAULT_REGION)
+    serve.add_argument("--instance-endpoint", required=True)
+    serve.add_argument("--no-limits", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+    args = parser.parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except HostError as exc:
+        die(str(exc))

@@ -1,0 +1,763 @@
+"""The endpoint: moto's server app in this process, with hooks on moto's EC2 backend model that make every
+instance a systemd container, every subnet a docker network with the same CIDR and every attached EBS volume a
+loop device over a sparse file.
+
+moto keeps the API state; this module keeps the containers in step with it and makes DescribeInstances report
+what the containers really do. Container work runs in one thread per operation, chained per instance, so the
+API answers at once with ``pending`` / ``stopping`` / ``shutting-down`` as AWS does.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host
+from localcloud.host import HostError
+
+log = logging.getLogger("localcloud")
+
+STATES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
+CONTAINER_FLAGS = [
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/tmp",
+    "--device-cgroup-rule",
+    "b 7:* rmw",
+]
+ADMIN_UID = 1000
+BOOT_SCRIPT = r"""#!/bin/sh
+# localcloud: runs at every boot of a local-cloud instance (and on attach): key ownership, EBS device nodes.
+chown -R admin:admin /home/admin/.ssh 2>/dev/null || true
+mkdir -p /dev/disk/by-id
+[ -f /etc/localcloud/devices ] || exit 0
+while read -r name major minor vol; do
+    [ -n "$name" ] || continue
+    mkdir -p "$(dirname "$name")"
+    rm -f "$name"
+    mknod -m 0660 "$name" b "$major" "$minor" && chgrp disk "$name"
+    ln -sfn "$name" "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_$(echo "$vol" | tr -d -)"
+done < /etc/localcloud/devices
+"""
+BOOT_UNIT = """[Unit]
+Description=localcloud instance setup (SSH key ownership, EBS device nodes)
+DefaultDependencies=no
+After=local-fs.target
+Before=ssh.service sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/localcloud-boot
+
+[Install]
+WantedBy=sysinit.target
+"""
+USER_DATA_RUNNER = r"""#!/bin/sh
+# localcloud: run the instance's user-data script once, at first boot (as cloud-init's scripts-user does).
+touch /var/lib/localcloud/user-data.done
+{
+    echo "localcloud: user-data started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    /var/lib/localcloud/user-data
+    rc=$?
+    echo "$rc" > /var/lib/localcloud/user-data.exit
+    echo "localcloud: user-data finished with exit status $rc $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >>/var/log/user-data.log 2>&1 </dev/null
+exit 0
+"""
+USER_DATA_UNIT = """[Unit]
+Description=localcloud user-data (first boot only, output in /var/log/user-data.log)
+After=network-online.target ssh.service localcloud-boot.service
+ConditionPathExists=!/var/lib/localcloud/user-data.done
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+TimeoutStartSec=0
+EnvironmentFile=-/etc/environment
+ExecStart=/usr/local/sbin/localcloud-user-data
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _set_state(instance, name, reason_code=None, reason_message=None):
+    from moto.ec2.models.instances import StateReason
+
+    instance._state.name = name
+    instance._state.code = STATES[name]
+    if reason_code is not None:
+        instance.state_reason = StateReason(reason_message or reason_code, reason_code)
+        instance._reason = reason_message or reason_code
+
+
+def _ec2_error(code, message):
+    from moto.ec2.exceptions import EC2ClientError
+
+    return EC2ClientError(code, message)
+
+
+class Record:
+    """What the local cloud knows about one instance besides moto's model."""
+
+    def __init__(self, instance):
+        self.instance = instance
+        self.container = PREFIX + instance.id
+        self.created = False  # the container exists
+        self.busy = 0  # operations queued or running
+        self.last = None  # the thread of the last queued operation
+        self.terminating = False
+
+
+class Cloud:
+    def __init__(self, state_dir, image, instance_endpoint, region, limits=True):
+        self.dir = os.path.realpath(state_dir)
+        self.label = host.cloud_label_value(self.dir)
+        self.image = image
+        self.instance_endpoint = instance_endpoint
+        self.region = region
+        self.limits = limits
+        self.lock = threading.RLock()
+        self.records = {}
+        self.loops = {}  # volume id -> {"device", "major", "minor", "file"}
+        self.volumes_dir = os.path.join(self.dir, "volumes")
+        os.makedirs(self.volumes_dir, exist_ok=True)
+        self.local = threading.local()
+        self._last_sync = 0.0
+
+    # ----------------------------------------------------------------- bookkeeping
+    def _save_loops(self):
+        path = os.path.join(self.dir, "loops.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as out:
+            json.dump(self.loops, out, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+
+    def _queue(self, record, what, fn):
+        """Run ``fn`` in a thread after the instance's previous operation."""
+        previous = record.last
+        record.busy += 1
+
+        def work():
+            if previous is not None:
+                previous.join()
+            try:
+                fn()
+            except Exception as exc:  # a failing container operation must not kill the endpoint
+                log.exception("%s %s failed", what, record.instance.id)
+                with self.lock:
+                    self._fail(record, "%s failed: %s" % (what, exc))
+            finally:
+                with self.lock:
+                    record.busy -= 1
+
+        thread = threading.Thread(target=work, name="%s-%s" % (what, record.instance.id), daemon=True)
+        record.last = thread
+        thread.start()
+
+    def _fail(self, record, message):
+        """A container could not be made or driven: the instance ends terminated with the reason (as AWS)."""
+        inst = record.instance
+        record.terminating = True
+        host.docker("rm", "-f", record.container, timeout=60, check=False)
+        record.created = False
+        if inst.state != "terminated":
+            inst.ec2_backend.terminate_instances.__wrapped__(inst.ec2_backend, [inst.id])
+        for volume_id in list(self.loops):
+            if volume_id in {bdt.volume_id for bdt in inst.block_device_mapping.values()}:
+                self._release_loop(volume_id)
+        _set_state(inst, "terminated", "Server.InternalError", "Server.InternalError: localcloud: %s" % message)
+
+    # ----------------------------------------------------------------- networks
+    def network_name(self, subnet):
+        return PREFIX + subnet.id
+
+    def ensure_network(self, subnet):
+        """The docker network of ``subnet`` (same CIDR, gateway .1), created on first use."""
+        name = self.network_name(subnet)
+        if host.network_cidrs(name):
+            return name
+        cidr = str(subnet.cidr)
+        net = ipaddress.ip_network(cidr)
+        clash = host.overlapping_network(cidr)
+        if clash:
+            raise _ec2_error(
+                "InvalidSubnet.Conflict",
+                "localcloud: subnet %s (%s) overlaps docker network %s (%s) on this engine; use another CIDR, "
+                "or remove that network (localcloud down for another local cloud)" % (subnet.id, cidr, *clash),
+            )
+        try:
+            host.docker(
+                "network",
+                "create",
+                "--driver",
+                "bridge",
+                "--subnet",
+                cidr,
+                "--gateway",
+                str(net.network_address + 1),
+                "--label",
+                "%s=1" % LABEL,
+                "--label",
+                "%s=%s" % (LABEL_DIR, self.label),
+                "--label",
+                "%s=%s" % (LABEL_SUBNET, subnet.id),
+                name,
+                timeout=60,
+            )
+        except HostError as exc:
+            raise _ec2_error(
+                "InvalidSubnet.Conflict", "localcloud: cannot create the network of %s: %s" % (subnet.id, exc)
+            ) from None
+        return name
+
+    def remove_network(self, subnet_id):
+        name = PREFIX + subnet_id
+        if host.network_cidrs(name):
+            host.docker("network", "rm", name, timeout=60, check=False)
+
+    # ----------------------------------------------------------------- volumes
+    def volume_file(self, volume_id):
+        return os.path.join(self.volumes_dir, volume_id + ".img")
+
+    def _ensure_loop(self, volume):
+        known = self.loops.get(volume.id)
+        if known and os.path.exists(known["device"]):
+            return known
+        path = self.volume_file(volume.id)
+        if not os.path.exists(path):
+            with open(path, "wb") as out:
+                out.truncate(int(volume.size) * 1024**3)
+        device, major, minor = host.loop_attach(path)
+        self.loops[volume.id] = {"device": device, "major": major, "minor": minor, "file": path}
+        self._save_loops()
+        return self.loops[volume.id]
+
+    def _release_loop(self, volume_id):
+        known = self.loops.pop(volume_id, None)
+        if known:
+            host.loop_detach(known["device"])
+            self._save_loops()
+
+    def delete_volume_file(self, volume_id):
+        self._release_loop(volume_id)
+        path = self.volume_file(volume_id)
+        if os.path.exists(path):
+            os.unlink(path)
+
+    def _data_devices(self, inst):
+        """[(device name, volume)] of the instance's attached non-root volumes."""
+        backend = inst.ec2_backend
+        result = []
+        for device, bdt in sorted(inst.block_device_mapping.items()):
+            if device == inst.root_device_name:
+                continue
+            volume = backend.volumes.get(bdt.volume_id)
+            if volume is not None:
+                result.append((device, volume))
+        return result
+
+    def _devices_file(self, inst):
+        lines = []
+        for device, volume in self._data_devices(inst):
+            loop = self._ensure_loop(volume)
+            lines.append("%s %d %d %s\n" % (device, loop["major"], loop["minor"], volume.id))
+        return "".join(lines).encode()
+
+    def _container_state(self, record):
+        out = host.docker("inspect", "--format", "{{.State.Status}}", record.container, timeout=30, check=False)
+        return out.strip() or None
+
+    def _push_devices(self, record, apply):
+        """Write /etc/localcloud/devices into the container; make the nodes now when it runs."""
+        host.copy_into(
+            record.container, [("etc/localcloud/devices", self._devices_file(record.instance), 0o644, 0, None)]
+        )
+        if apply:
+            host.docker("exec", record.container, "/usr/local/sbin/localcloud-boot", timeout=60)
+
+    def _mounted_at(self, record, loop):
+        """Where the loop device is mounted inside the running container (None when it is not)."""
+        out = host.docker("exec", record.container, "cat", "/proc/self/mountinfo", timeout=30, check=False)
+        wanted = "%d:%d" % (loop["major"], loop["minor"])
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) > 4 and fields[2] == wanted:
+                return fields[4]
+        return None
+
+    def on_attach(self, inst, volume, device):
+        with self.lock:
+            record = self.records.get(inst.id)
+            if record is None or device == inst.root_device_name:
+                return
+            try:
+                self._ensure_loop(volume)
+                if record.created and not record.terminating:
+                    running = self._container_state(record) == "running"
+                    self._push_devices(record, apply=running)
+            except HostError as exc:
+                raise _ec2_error("IncorrectState", "localcloud: cannot attach %s: %s" % (volume.id, exc)) from None
+
+    def before_detach(self, inst, volume_id):
+        """Refuse to yank a volume mounted inside a running instance unless Force is set."""
+        with self.lock:
+            record = self.records.get(inst.id)
+            loop = self.loops.get(volume_id)
+            if record is None or loop is None or not record.created or record.terminating:
+                return
+            if self._container_state(record) != "running":
+                return
+            where = self._mounted_at(record, loop)
+            if where and not getattr(self.local, "force", False):
+                raise _ec2_error(
+                    "VolumeInUse",
+                    "localcloud: %s is mounted at %s inside %s: unmount it first or detach with Force"
+                    % (volume_id, where, inst.id),
+                )
+            if where:
+                host.docker("exec", record.container, "umount", "-l", where, timeout=60, check=False)
+
+    def on_detach(self, inst, volume_id, device):
+        with self.lock:
+            record = self.records.get(inst.id)
+            if record is None:
+                self._release_loop(volume_id)
+                return
+            if record.created and not record.terminating:
+                link = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + volume_id.replace("-", "")
+                try:
+                    running = self._container_state(record) == "running"
+                    self._push_devices(record, apply=False)
+                    if running:
+                        host.docker("exec", record.container, "rm", "-f", device, link, timeout=60)
+                except HostError as exc:
+                    log.warning("detach %s from %s: %s", volume_id, inst.id, exc)
+            self._release_loop(volume_id)
+
+    # ----------------------------------------------------------------- instances
+    def _files(self, inst):
+        """The files a new instance container gets before its first boot."""
+        files = [
+            ("usr/local/sbin/localcloud-boot", BOOT_SCRIPT.encode(), 0o755, 0, None),
+            ("etc/systemd/system/localcloud-boot.service", BOOT_UNIT.encode(), 0o644, 0, None),
+            (
+                "etc/systemd/system/sysinit.target.wants/localcloud-boot.service",
+                None,
+                0o777,
+                0,
+                "/etc/systemd/system/localcloud-boot.service",
+            ),
+            ("etc/localcloud/devices", self._devices_file(inst), 0o644, 0, None),
+        ]
+        env = {
+            "AWS_ENDPOINT_URL": self.instance_endpoint,
+            "AWS_REGION": inst.region_name,
+            "AWS_DEFAULT_REGION": inst.region_name,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        meta = {"instance-id": inst.id, "region": inst.region_name, "local-ipv4": inst.private_ip}
+        files.append(("etc/environment", "".join("%s=%s\n" % kv for kv in env.items()).encode(), 0o644, 0, None))
+        files.append(("etc/localcloud/instance.json", json.dumps(meta, indent=1).encode(), 0o644, 0, None))
+        key = self._public_key(inst)
+        if key:
+            files.append(("home/admin/.ssh/authorized_keys", key.encode() + b"\n", 0o600, ADMIN_UID, None))
+        data = self._user_data(inst)
+        if data is not None:
+            files.append(("var/lib/localcloud/user-data", data, 0o755, 0, None))
+            if data.startswith(b"#!"):
+                files += [
+                    ("usr/local/sbin/localcloud-user-data", USER_DATA_RUNNER.encode(), 0o755, 0, None),
+                    ("etc/systemd/system/localcloud-user-data.service", USER_DATA_UNIT.encode(), 0o644, 0, None),
+                    (
+                        "etc/systemd/system/multi-user.target.wants/localcloud-user-data.service",
+                        None,
+                        0o777,
+                        0,
+                        "/etc/systemd/system/localcloud-user-data.service",
+                    ),
+                ]
+            else:
+                note = b"localcloud: user-data does not start with #! and was not run (no cloud-init here)\n"
+                files.append(("var/log/user-data.log", note, 0o644, 0, None))
+        return files
+
+    @staticmethod
+    def _public_key(inst):
+        if not inst.key_name:
+            return None
+        pair = inst.ec2_backend.key_pairs.get(inst.key_name)
+        return pair.public_key.strip() if pair is not None else None
+
+    @staticmethod
+    def _user_data(inst):
+        raw = inst.user_data
+        if not raw:
+            return None
+        if isinstance(raw, list):  # older moto kept a list
+            raw = raw[0]
+        if hasattr(raw, "as_bytes"):
+            raw = raw.as_bytes()
+        if isinstance(raw, str):
+            raw = raw.encode()
+        try:
+            return base64.b64decode(raw, validate=True)
+        except ValueError:
+            return raw
+
+    def _limits(self, inst):
+        if not self.limits:
+            return []
+        try:
+            from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+            spec = INSTANCE_TYPES.get(inst.instance_type) or {}
+            cpus = int(spec.get("VCpuInfo", {}).get("DefaultVCpus") or 0)
+            mem = int(spec.get("MemoryInfo", {}).get("SizeInMiB") or 0)
+        except Exception:  # unknown type: no limits
+            return []
+        args = []
+        if cpus:
+            args += ["--cpus", str(min(cpus, os.cpu_count() or 1))]
+        if mem:
+            args += ["--memory", "%dm" % max(mem, 256)]
+        return args
+
+    def _create_container(self, record):
+        inst = record.instance
+        network = self.network_name(inst.ec2_backend.get_subnet(inst.subnet_id))
+        hostname = inst.private_dns_name.split(".")[0]
+        host.docker("rm", "-f", record.container, timeout=60, check=False)
+        host.docker(
+            "create",
+            "--name",
+            record.container,
+            "--hostname",
+            hostname,
+            "--network",
+            network,
+            "--ip",
+            inst.private_ip,
+            "--label",
+            "%s=1" % LABEL,
+            "--label",
+            "%s=%s" % (LABEL_DIR, self.label),
+            "--label",
+            "%s=%s" % (LABEL_INSTANCE, inst.id),
+            *CONTAINER_FLAGS,
+            *self._limits(inst),
+            self.image,
+            "/lib/systemd/systemd",
+            timeout=120,
+        )
+        with self.lock:
+            record.created = True
+            files = self._files(inst)
+        host.copy_into(record.container, files)
+        self._start_container(record)
+
+    def _start_container(self, record):
+        with self.lock:  # devices file and start together: an attach in between would be missed
+            self._push_devices(record, apply=False)
+            host.docker("start", record.container, timeout=120)
+        deadline = time.monotonic() + 60
+        while self._container_state(record) != "running":
+            if time.monotonic() > deadline:
+                raise HostError("container %s did not reach running" % record.container)
+            time.sleep(0.2)
+        with self.lock:
+            if record.instance.state == "pending":
+                _set_state(record.instance, "running")
+
+    def on_launch(self, backend, instances):
+        with self.lock:
+            for inst in instances:
+                for nic in inst.nics.values():  # no public addresses: only the container's own address exists
+                    nic.public_ip_auto_assign = False
+                    nic.public_ip = None
+                inst.associate_public_ip = False
+            try:
+                for inst in instances:
+                    subnet = backend.get_subnet(inst.subnet_id)
+                    ip = ipaddress.ip_address(inst.private_ip)
+                    if ip == subnet.cidr.network_address + 1:
+                        raise _ec2_error(
+                            "InvalidParameterValue",
+                            "localcloud: %s is the gateway address of %s (the host)" % (ip, subnet.id),
+                        )
+                    self.ensure_network(subnet)
+            except Exception as exc:
+                for inst in instances:
+                    inst.terminate()
+                    _set_state(inst, "terminated", "Server.InternalError", "Server.InternalError: %s" % exc)
+                raise
+            for inst in instances:
+                record = self.records[inst.id] = Record(inst)
+                _set_state(inst, "pending")
+                self._queue(record, "launch", lambda r=record: self._create_container(r))
+
+    def check_start(self, backend, instance_ids):
+        for inst in backend.get_multi_instances_by_id(instance_ids):
+            if inst.state in ("stopping", "shutting-down", "terminated"):
+                raise _ec2_error(
+                    "IncorrectInstanceState",
+                    "The instance '%s' is not in a state from which it can be started." % inst.id,
+                )
+
+    def check_stop(self, backend, instance_ids):
+        for inst in backend.get_multi_instances_by_id(instance_ids):
+            if inst.state in ("shutting-down", "terminated"):
+                raise _ec2_error(
+                    "IncorrectInstanceState",
+                    "The instance '%s' is not in a state from which it can be stopped." % inst.id,
+                )
+
+    def on_start(self, pairs):
+        with self.lock:
+            for inst, previous in pairs:
+                record = self.records.get(inst.id)
+                if record is None:
+                    continue
+                if previous.name in ("running", "pending"):
+                    _set_state(inst, previous.name)
+                    continue
+                _set_state(inst, "pending")
+                self._queue(record, "start", lambda r=record: self._start_container(r))
+
+    def _stop_container(self, record, then):
+        host.docker("stop", "-t", "30", record.container, timeout=90)
+        with self.lock:
+            if record.instance.state == "stopping":
+                _set_state(record.instance, then)
+
+    def on_stop(self, pairs):
+        with self.lock:
+            for inst, previous in pairs:
+                record = self.records.get(inst.id)
+                if record is None:
+                    continue
+                if previous.name == "stopped":
+                    continue
+                reason = inst.state_reason
+                _set_state(inst, "stopping")
+                inst.state_reason = reason
+                self._queue(record, "stop", lambda r=record: self._stop_container(r, "stopped"))
+
+    def on_reboot(self, instances):
+        with self.lock:
+            for inst in instances:
+                record = self.records.get(inst.id)
+                if record is not None and record.created:
+                    self._queue(
+                        record, "reboot", lambda r=record: host.docker("restart", "-t", "30", r.container, timeout=90)
+                    )
+
+    def before_terminate(self, backend, instance_ids):
+        with self.lock:
+            for inst in backend.get_multi_instances_by_id(instance_ids):
+                record = self.records.get(inst.id)
+                if record is not None:
+                    record.terminating = True
+
+    def _remove_container(self, record):
+        host.docker("rm", "-f", record.container, timeout=90)
+        with self.lock:
+            record.created = False
+            for _device, bdt in list(record.instance.block_device_mapping.items()):
+                self._release_loop(bdt.volume_id)
+            if record.instance.state == "shutting-down":
+                _set_state(record.instance, "terminated")
+
+    def on_terminate(self, pairs, reason=None):
+        with self.lock:
+            for inst, previous in pairs:
+                record = self.records.get(inst.id)
+                if record is None or previous.name == "terminated":
+                    continue
+                saved = inst.state_reason, inst._reason
+                _set_state(inst, "shutting-down")
+                inst.state_reason, inst._reason = saved
+                if reason:
+                    _set_state(inst, "shutting-down", *reason)
+                self._queue(record, "terminate", lambda r=record: self._remove_container(r))
+
+    # ----------------------------------------------------------------- real state
+    def sync(self, force=False):
+        """Bring moto's instance states in line with the containers (an instance may power itself off)."""
+        now = time.monotonic()
+        with self.lock:
+            if not force and now - self._last_sync < 0.5:
+                return
+            self._last_sync = now
+            try:
+                seen = {c["instance"]: c for c in host.containers(self.label).values()}
+            except HostError as exc:
+                log.warning("sync: %s", exc)
+                return
+            for record in list(self.records.values()):
+                inst = record.instance
+                if record.busy or not record.created or record.terminating:
+                    continue
+                container = seen.get(inst.id)
+                state = container["state"] if container else None
+                if inst.state == "running" and state != "running":
+                    if state is None:
+                        record.created = False
+                        _set_state(
+                            inst,
+                            "terminated",
+                            "Server.InternalError",
+                            "Server.InternalError: localcloud: the container was removed outside the local cloud",
+                        )
+                        continue
+                    if container["exit_code"] == 128 + signal.SIGHUP:  # systemd asked for a reboot: boot again
+                        log.info("%s rebooted itself", inst.id)
+                        self._queue(record, "reboot", lambda r=record: self._start_container(r))
+                        continue
+                    self._powered_off(record)
+                elif inst.state == "stopped" and state == "running":
+                    inst.start()
+                    _set_state(inst, "running")
+
+    def _powered_off(self, record):
+        inst = record.instance
+        code = "Client.InstanceInitiatedShutdown"
+        message = "Client.InstanceInitiatedShutdown: Instance initiated shutdown"
+        log.info("%s powered itself off (behaviour %s)", inst.id, inst.instance_initiated_shutdown_behavior)
+        if inst.instance_initiated_shutdown_behavior == "terminate":
+            record.terminating = True
+            pairs = inst.ec2_backend.terminate_instances.__wrapped__(inst.ec2_backend, [inst.id])
+            self.on_terminate(pairs, reason=(code, message))
+        else:
+            inst.stop()
+            _set_state(inst, "stopped", code, message)
+
+    def poll_forever(self, interval=2.0):
+        while True:
+            time.sleep(interval)
+            try:
+                self.sync(force=True)
+            except Exception:  # keep polling whatever happens
+                log.exception("sync failed")
+
+
+# --------------------------------------------------------------------- hooks on moto's model
+def install(cloud):
+    """Wrap moto's EC2 backend model methods (class level: every account and region)."""
+    import functools
+
+    from moto.ec2.models import EC2Backend
+    from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+
+    def wrap(name, before=None, after=None):
+        original = getattr(EC2Backend, name)
+
+        @functools.wraps(original)
+        def method(self, *args, **kwargs):
+            if before is not None:
+                before(self, *args, **kwargs)
+            result = original(self, *args, **kwargs)
+            if after is not None:
+                after(self, result, *args, **kwargs)
+            return result
+
+        method.__wrapped__ = original
+        setattr(EC2Backend, name, method)
+
+    wrap("run_instances", after=lambda self, res, *a, **k: cloud.on_launch(self, res.instances))
+    wrap(
+        "start_instances",
+        before=cloud.check_start,
+        after=lambda self, res, ids: cloud.on_start(res),
+    )
+    wrap(
+        "stop_instances",
+        before=cloud.check_stop,
+        after=lambda self, res, ids: cloud.on_stop(res),
+    )
+    wrap("reboot_instances", after=lambda self, res, ids: cloud.on_reboot(res))
+    wrap(
+        "terminate_instances",
+        before=cloud.before_terminate,
+        after=lambda self, res, ids: cloud.on_terminate(res),
+    )
+
+    def attach_after(self, res, volume_id, instance_id, device_path, *a, **k):
+        if res is not None:
+            cloud.on_attach(self.get_instance(instance_id), self.get_volume(volume_id), device_path)
+
+    original_detach_volume = EC2Backend.detach_volume
+
+    @functools.wraps(original_detach_volume)
+    def detach_volume(self, volume_id, instance_id=None, device_path=None):
+        volume = self.get_volume(volume_id)
+        if volume.attachment is not None:
+            instance_id = instance_id or volume.attachment.instance.id  # AWS allows leaving it out, moto does not
+            cloud.before_detach(volume.attachment.instance, volume_id)
+        result = original_detach_volume(self, volume_id, instance_id, device_path)
+        cloud.on_detach(result.instance, volume_id, result.device)
+        return result
+
+    detach_volume.__wrapped__ = original_detach_volume
+    EC2Backend.detach_volume = detach_volume
+
+    wrap("attach_volume", after=attach_after)
+    wrap("delete_volume", after=lambda self, res, volume_id: cloud.delete_volume_file(volume_id))
+    wrap("delete_subnet", after=lambda self, res, subnet_id: cloud.remove_network(subnet_id))
+    for name in ("describe_instances", "describe_instance_status", "all_reservations"):
+        wrap(name, before=lambda self, *a, **k: cloud.sync())
+
+    original_detach = ElasticBlockStore.detach_volume
+
+    @functools.wraps(original_detach)
+    def detach_response(self):
+        cloud.local.force = bool(self._get_bool_param("Force", False))
+        try:
+            return original_detach(self)
+        finally:
+            cloud.local.force = False
+
+    ElasticBlockStore.detach_volume = detach_response
+
+
+def serve(state_dir, port, bind, image, instance_endpoint, region, limits=True):
+    """Run the endpoint in the foreground until SIGTERM/SIGINT."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    os.environ.setdefault("MOTO_PORT", str(port))
+    cloud = Cloud(state_dir, image, instance_endpoint, region, limits=limits)
+    install(cloud)
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(bind, port, app, threaded=True, request_handler=MotoRequestHandler)
+
+    def stop(signum, frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=cloud.poll_forever, name="poller", daemon=True).start()
+    log.info(
+        "localcloud endpoint on %s:%d (instances reach it at %s), state in %s", bind, port, instance_endpoint, state_dir
+    )
+    server.serve_forever()
+    log.info("endpoint stopped")
