@@ -216,7 +216,7 @@ def delete_resources(ec2, resources, check_mode, wait=True):
         deleted["instances"] = _terminate(ec2, resources["instances"], wait)
     deleted["volumes"] = _delete_volumes(ec2, resources.get("volumes", []), wait)
     for pair in resources.get("key_pairs", []):
-        if _call(ec2.delete_key_pair, KeyPairId=pair["id"]):
+        if _call(ec2.delete_key_pair, KeyName=pair["name"]):
             deleted["key_pairs"].append(pair["id"])
     if resources.get("security_groups"):
         _revoke_cross_references(ec2, resources["security_groups"])
