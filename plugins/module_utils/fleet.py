@@ -82,9 +82,7 @@ def validate_roles(roles):
             errors.append("roles[%d] (%s): count must be 0 or more, got %d" % (index, name, role["count"]))
         size = role.get("volume_size")
         if size is not None and not 1 <= size <= MAX_VOLUME_GIB:
-            errors.append(
-                "roles[%d] (%s): volume_size must be 1-%d GiB, got %d" % (index, name, MAX_VOLUME_GIB, size)
-            )
+            errors.append("roles[%d] (%s): volume_size must be 1-%d GiB, got %d" % (index, name, MAX_VOLUME_GIB, size))
     return errors
 
 
@@ -284,7 +282,7 @@ def run_instances(ec2, role, count, launch):
 
 def terminate(ec2, instance_ids, wait):
     for start in range(0, len(instance_ids), 500):
-        ec2.terminate_instances(aws_retry=True, InstanceIds=instance_ids[start:start + 500])
+        ec2.terminate_instances(aws_retry=True, InstanceIds=instance_ids[start : start + 500])
     if wait and instance_ids:
         bf_sweep.wait_terminated(ec2, instance_ids)
 
@@ -292,7 +290,7 @@ def terminate(ec2, instance_ids, wait):
 def wait_running(ec2, instance_ids, delay=5, max_attempts=80):
     for start in range(0, len(instance_ids), 500):
         ec2.get_waiter("instance_running").wait(
-            Filters=[{"Name": "instance-id", "Values": instance_ids[start:start + 500]}],
+            Filters=[{"Name": "instance-id", "Values": instance_ids[start : start + 500]}],
             WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts},
         )
 

@@ -64,7 +64,9 @@ def validate(vpc_cidr, subnet_cidr, ssh_cidr, state, min_addresses=0):
         )
     if state == "present":
         if not ssh_cidr:
-            errors.append("ssh_cidr is required with state=present: give the CIDR that may reach SSH, e.g. 203.0.113.7/32")
+            errors.append(
+                "ssh_cidr is required with state=present: give the CIDR that may reach SSH, e.g. 203.0.113.7/32"
+            )
         else:
             error = _network(ssh_cidr, "ssh_cidr")[1]
             if error:
@@ -190,14 +192,14 @@ def ensure(ec2, params, check_mode):
     if found["vpc"] and found["vpc"]["cidr"] != params["vpc_cidr"]:
         raise NetworkError(
             "the VPC %s of cluster %s has CIDR %s, not vpc_cidr %s: a VPC CIDR cannot change; use vpc_cidr=%s or "
-            "remove the network first (state=absent)" % (found["vpc"]["id"], cluster, found["vpc"]["cidr"],
-                                                         params["vpc_cidr"], found["vpc"]["cidr"])
+            "remove the network first (state=absent)"
+            % (found["vpc"]["id"], cluster, found["vpc"]["cidr"], params["vpc_cidr"], found["vpc"]["cidr"])
         )
     if found["subnet"] and found["subnet"]["cidr"] != params["subnet_cidr"]:
         raise NetworkError(
             "the subnet %s of cluster %s has CIDR %s, not subnet_cidr %s: a subnet CIDR cannot change; use "
-            "subnet_cidr=%s or remove the network first" % (found["subnet"]["id"], cluster, found["subnet"]["cidr"],
-                                                            params["subnet_cidr"], found["subnet"]["cidr"])
+            "subnet_cidr=%s or remove the network first"
+            % (found["subnet"]["id"], cluster, found["subnet"]["cidr"], params["subnet_cidr"], found["subnet"]["cidr"])
         )
 
     def act(what):

@@ -114,7 +114,7 @@ def _call(method, **kwargs):
 def _terminate(ec2, instances, wait):
     ids = [i["id"] for i in instances if i.get("state") != "terminated"]
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         try:
             DELETE_RETRY(ec2.terminate_instances)(InstanceIds=chunk)
         except botocore.exceptions.ClientError as e:
@@ -130,7 +130,7 @@ def _terminate(ec2, instances, wait):
 def wait_terminated(ec2, instance_ids, delay=5, max_attempts=120):
     """botocore's instance_terminated waiter over ``instance_ids`` (in chunks the API accepts)."""
     for start in range(0, len(instance_ids), 500):
-        chunk = instance_ids[start:start + 500]
+        chunk = instance_ids[start : start + 500]
         ec2.get_waiter("instance_terminated").wait(
             Filters=[{"Name": "instance-id", "Values": chunk}],
             WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts},
@@ -161,8 +161,10 @@ def _revoke_cross_references(ec2, groups):
         ec2, "describe_security_groups", "SecurityGroups", Filters=[{"Name": "group-id", "Values": sorted(ids)}]
     )
     for group in current:
-        for direction, method in (("IpPermissions", ec2.revoke_security_group_ingress),
-                                  ("IpPermissionsEgress", ec2.revoke_security_group_egress)):
+        for direction, method in (
+            ("IpPermissions", ec2.revoke_security_group_ingress),
+            ("IpPermissionsEgress", ec2.revoke_security_group_egress),
+        ):
             refs = []
             for perm in group.get(direction, []):
                 pairs = [p for p in perm.get("UserIdGroupPairs", []) if p.get("GroupId") in ids]

@@ -135,9 +135,7 @@ def detach(ec2, volume, params):
 
 
 def attach(ec2, volume, instance_id, params, sleep=time.sleep):
-    ec2.attach_volume(
-        aws_retry=True, VolumeId=volume["VolumeId"], InstanceId=instance_id, Device=params["device_name"]
-    )
+    ec2.attach_volume(aws_retry=True, VolumeId=volume["VolumeId"], InstanceId=instance_id, Device=params["device_name"])
     ec2.get_waiter("volume_in_use").wait(VolumeIds=[volume["VolumeId"]], WaiterConfig=_waiter(params))
     deadline = time.monotonic() + params["wait_timeout"]
     while True:

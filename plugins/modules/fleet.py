@@ -367,7 +367,9 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         key_name=result["key_name"],
         user_data=bf_fleet.build_user_data(params["user_data"], params["max_lifetime"]),
         root_device=root_device,
-        tags={name: bf_tags.cluster_tags(cluster, role=name, run_id=params["run_id"], expires=expires) for name in names},
+        tags={
+            name: bf_tags.cluster_tags(cluster, role=name, run_id=params["run_id"], expires=expires) for name in names
+        },
     )
     for role in params["roles"]:
         count = plan[role["name"]]["launch"]

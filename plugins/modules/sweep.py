@@ -170,9 +170,7 @@ def main():
         found = bf_cluster.describe(ec2, params["cluster"], params["run_id"])
         clusters = bf_sweep.expired_clusters(found) if params["expired_only"] else None
         chosen, kept = bf_sweep.select(found, clusters, params["delete_kept"])
-        swept = sorted(
-            {item["tags"].get(bf_tags.TAG_CLUSTER) for items in chosen.values() for item in items} - {None}
-        )
+        swept = sorted({item["tags"].get(bf_tags.TAG_CLUSTER) for items in chosen.values() for item in items} - {None})
         deleted = bf_sweep.delete_resources(ec2, chosen, module.check_mode, params["wait"])
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         module.fail_json_aws(e, msg="Failed to sweep %s" % (params["cluster"] or "the expired clusters"))

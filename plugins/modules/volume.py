@@ -241,9 +241,14 @@ def _plan(params, volume, target):
         if not current:
             actions.append(("attach", instance_id))
     elif state == "handed_off":
-        if current and params["from_instance_id"] and current["instance_id"] not in (
-            params["from_instance_id"],
-            instance_id,
+        if (
+            current
+            and params["from_instance_id"]
+            and current["instance_id"]
+            not in (
+                params["from_instance_id"],
+                instance_id,
+            )
         ):
             raise bf_volumes.VolumeError(
                 "volume %s is attached to %s, neither from_instance_id %s nor instance_id %s: not moving it"
@@ -284,7 +289,9 @@ def _apply(ec2, params, volume, actions):
             volume = bf_volumes.create(ec2, params, argument, tags)
         elif verb == "keep":
             if argument == "set":
-                ec2.create_tags(aws_retry=True, Resources=[volume["VolumeId"]], Tags=[{"Key": TAG_KEEP, "Value": "true"}])
+                ec2.create_tags(
+                    aws_retry=True, Resources=[volume["VolumeId"]], Tags=[{"Key": TAG_KEEP, "Value": "true"}]
+                )
             else:
                 ec2.delete_tags(aws_retry=True, Resources=[volume["VolumeId"]], Tags=[{"Key": TAG_KEEP}])
         elif verb == "detach":
@@ -317,9 +324,7 @@ def _predict(params, volume, actions):
 def main():
     argument_spec = dict(
         name=dict(type="str", required=True),
-        state=dict(
-            type="str", default="present", choices=["present", "attached", "handed_off", "detached", "absent"]
-        ),
+        state=dict(type="str", default="present", choices=["present", "attached", "handed_off", "detached", "absent"]),
         run_id=dict(type="str"),
         lifetime=dict(type="int", default=240, aliases=["expires"]),
         size=dict(type="int"),

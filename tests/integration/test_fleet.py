@@ -153,7 +153,9 @@ def test_bad_input_is_refused_before_instances_exist(aws, run_play, extra, messa
 
 
 def test_imds_token_fetch_in_user_data_is_not_a_secret(aws, run_play):
-    script = 'TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 60")'
+    script = (
+        'TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 60")'
+    )
     made = run_play(PLAY, extra_vars={"fleet_roles": [dict(ROLES[1], count=1)], "user_data": script}).task("Fleet")
     assert len(made["launched"]) == 1
 

@@ -83,14 +83,17 @@ def _left(ec2, cluster="demo"):
     f = [{"Name": "tag:buildfarm:cluster", "Values": [cluster]}]
     live = [{"Name": "instance-state-name", "Values": ["pending", "running", "shutting-down", "stopping", "stopped"]}]
     return {
-        "instances": [i["InstanceId"] for r in ec2.describe_instances(Filters=f + live)["Reservations"]
-                      for i in r["Instances"]],
+        "instances": [
+            i["InstanceId"] for r in ec2.describe_instances(Filters=f + live)["Reservations"] for i in r["Instances"]
+        ],
         "volumes": [v["VolumeId"] for v in ec2.describe_volumes(Filters=f)["Volumes"]],
         "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=f)["KeyPairs"]],
         "security_groups": [g["GroupId"] for g in ec2.describe_security_groups(Filters=f)["SecurityGroups"]],
         "subnets": [s["SubnetId"] for s in ec2.describe_subnets(Filters=f)["Subnets"]],
         "route_tables": [t["RouteTableId"] for t in ec2.describe_route_tables(Filters=f)["RouteTables"]],
-        "internet_gateways": [g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=f)["InternetGateways"]],
+        "internet_gateways": [
+            g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=f)["InternetGateways"]
+        ],
         "vpcs": [v["VpcId"] for v in ec2.describe_vpcs(Filters=f)["Vpcs"]],
     }
 
@@ -138,9 +141,7 @@ def test_playbook_sweeps_a_whole_cluster_and_only_it(aws, run_play):
 def test_half_made_and_half_deleted_cluster_is_removed(aws, run_play):
     ec2 = aws.client("ec2")
     run_play(BUILD.split("    - name: Fleet")[0], extra_vars={"cluster": "demo"})  # network only
-    failed = run_play(
-        BUILD.replace("ami-12c6146b", "ami-00000000"), extra_vars={"cluster": "demo"}, expect_rc=2
-    )
+    failed = run_play(BUILD.replace("ami-12c6146b", "ami-00000000"), extra_vars={"cluster": "demo"}, expect_rc=2)
     assert failed.task("Fleet")["failed"] is True
     left = _left(ec2)
     # half-delete by hand: the gateway detached and deleted, the subnet gone
@@ -155,12 +156,12 @@ def test_half_made_and_half_deleted_cluster_is_removed(aws, run_play):
     )["GroupId"]
     first = left["security_groups"][0]
     ec2.authorize_security_group_ingress(
-        GroupId=second, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2,
-                                        "UserIdGroupPairs": [{"GroupId": first}]}]
+        GroupId=second,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2, "UserIdGroupPairs": [{"GroupId": first}]}],
     )
     ec2.authorize_security_group_ingress(
-        GroupId=first, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2,
-                                       "UserIdGroupPairs": [{"GroupId": second}]}]
+        GroupId=first,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2, "UserIdGroupPairs": [{"GroupId": second}]}],
     )
     swept = run_play(SWEEP, extra_vars={"cluster": "demo"}).task("Sweep")
     assert swept["changed"] is True
@@ -175,13 +176,20 @@ def test_run_id_limits_the_sweep(aws, run_play):
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
     for run in ("r1", "r2"):
         ec2.run_instances(
-            ImageId="ami-12c6146b", MinCount=2, MaxCount=2, SubnetId=subnet,
+            ImageId="ami-12c6146b",
+            MinCount=2,
+            MaxCount=2,
+            SubnetId=subnet,
             TagSpecifications=tags.tag_specifications("instance", tags.cluster_tags("demo", "builder", run)),
         )
     swept = run_play(SWEEP, extra_vars={"cluster": "demo", "run_id": "r1"}).task("Sweep")
     assert len(swept["deleted"]["instances"]) == 2
-    remaining = ec2.describe_instances(Filters=[{"Name": "tag:buildfarm:run", "Values": ["r2"]},
-                                                {"Name": "instance-state-name", "Values": ["running"]}])
+    remaining = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:buildfarm:run", "Values": ["r2"]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )
     assert sum(len(r["Instances"]) for r in remaining["Reservations"]) == 2
     assert len(_left(ec2)["instances"]) == 2
 
@@ -218,9 +226,7 @@ def test_expired_only_sweeps_expired_clusters_of_any_name(aws, run_play):
 )
 def test_bad_input_is_refused(aws, run_play, extra, message):
     ec2 = aws.client("ec2")
-    ec2.create_vpc(
-        CidrBlock="10.0.0.0/16", TagSpecifications=tags.tag_specifications("vpc", tags.cluster_tags("demo"))
-    )
+    ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=tags.tag_specifications("vpc", tags.cluster_tags("demo")))
     result = run_play(SWEEP, extra_vars=extra, expect_rc=2).task("Sweep")
     assert message in result["msg"]
     assert len(_left(ec2)["vpcs"]) == 1
@@ -264,8 +270,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
         request = urllib.request.Request(
-            self.server.upstream + self.path, data=body if self.command == "POST" else None,
-            headers=headers, method=self.command,
+            self.server.upstream + self.path,
+            data=body if self.command == "POST" else None,
+            headers=headers,
+            method=self.command,
         )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:  # loopback moto only

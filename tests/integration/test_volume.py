@@ -100,7 +100,8 @@ def test_lifecycle_with_hand_off(aws, run_play, instances):
 
     # a hand-off from an instance it is not on is refused
     wrong = run_play(
-        PLAY, extra_vars={"state": "handed_off", "instance_id": builder, "from_instance_id": instances["elsewhere"]},
+        PLAY,
+        extra_vars={"state": "handed_off", "instance_id": builder, "from_instance_id": instances["elsewhere"]},
         expect_rc=2,
     ).task("Volume")
     assert "neither from_instance_id" in wrong["msg"]
@@ -135,7 +136,10 @@ def test_lifecycle_with_hand_off(aws, run_play, instances):
         ({"state": "attached", "size": 8, "instance_id": "i-0123456789abcdef0"}, "does not exist or is terminated"),
         ({"state": "attached", "size": 8, "instance_id": "HOST", "zone": "eu-west-1b"}, "differs from the zone"),
         ({"state": "handed_off", "instance_id": "HOST"}, "volume workspace does not exist in cluster demo"),
-        ({"state": "present", "size": 8, "zone": "eu-west-1a", "volume_name": "bad name"}, "name 'bad name' is invalid"),
+        (
+            {"state": "present", "size": 8, "zone": "eu-west-1a", "volume_name": "bad name"},
+            "name 'bad name' is invalid",
+        ),
         ({"state": "moved"}, "value of state must be one of"),
     ],
 )
@@ -145,9 +149,10 @@ def test_bad_input_is_refused_before_any_volume_exists(aws, run_play, instances,
     result = run_play(PLAY, extra_vars=extra, expect_rc=2).task("Volume")
     assert result["failed"] is True
     assert message in result["msg"]
-    assert aws.client("ec2").describe_volumes(Filters=[{"Name": "tag-key", "Values": ["buildfarm:cluster"]}])[
-        "Volumes"
-    ] == []
+    assert (
+        aws.client("ec2").describe_volumes(Filters=[{"Name": "tag-key", "Values": ["buildfarm:cluster"]}])["Volumes"]
+        == []
+    )
 
 
 def test_volume_in_another_zone_is_not_handed_off(aws, run_play, instances):
