@@ -140,7 +140,7 @@ def test_playbook_sweeps_a_whole_cluster_and_only_it(aws, run_play):
 
 def test_half_made_and_half_deleted_cluster_is_removed(aws, run_play):
     ec2 = aws.client("ec2")
-    run_play(BUILD.split("    - name: Fleet")[0], extra_vars={"cluster": "demo"})  # network only
+    run_play(BUILD.split("    - name: Fleet", maxsplit=1)[0], extra_vars={"cluster": "demo"})  # network only
     failed = run_play(BUILD.replace("ami-12c6146b", "ami-00000000"), extra_vars={"cluster": "demo"}, expect_rc=2)
     assert failed.task("Fleet")["failed"] is True
     left = _left(ec2)
