@@ -60,6 +60,8 @@ def moto_server(tmp_path_factory):
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # the request recorder (/moto-api/recorder/...) writes here, not into the working directory
+            env=dict(os.environ, MOTO_RECORDER_FILEPATH=str(log.parent / "recording.jsonl")),
         )
     url = "http://127.0.0.1:%d" % port
     deadline = time.monotonic() + 30

@@ -1,0 +1,309 @@
+# Copyright: (c) 2026, buildfarm.ec2 developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The instances of a build cluster, per role: validation, user-data, planning (pure), and the EC2 calls.
+
+One RunInstances per role (MinCount=MaxCount=missing count), so the number of calls does not grow with the
+number of instances beyond pagination. Spot launches fall back to on-demand when capacity is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import uuid
+
+from ansible_collections.buildfarm.ec2.plugins.module_utils import sweep as bf_sweep
+from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
+from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import paginate
+
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+LIVE_STATES = ["pending", "running"]
+USER_DATA_LIMIT = 16384
+MAX_VOLUME_GIB = 16384
+USER_DATA_LOG = "/var/log/buildfarm-user-data.log"
+USER_DATA_PATH = "/var/lib/buildfarm/user-data"
+
+# Error codes of a spot launch that an on-demand launch of the same type may not hit.
+SPOT_FALLBACK_CODES = frozenset(
+    [
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "UnfulfillableCapacity",
+        "InsufficientHostCapacity",
+    ]
+)
+
+SECRET_PATTERNS = [
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (re.compile(r"(?i)aws_secret_access_key\s*[=:]"), "an AWS secret access key"),
+    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36}\b"), "a GitHub token"),
+    (
+        re.compile(r"(?i)\b\w*(?:password|passwd|secret)\w*\s*[=:]\s*['\"]?[^\s'\"$]{4,}"),
+        "a literal password or secret assignment",
+    ),
+]
+
+
+def key_pair_name(cluster):
+    return "buildfarm-%s" % cluster
+
+
+def should_fall_back(error_code):
+    """True when a spot launch failed for a reason an on-demand launch can avoid (capacity or price)."""
+    return error_code in SPOT_FALLBACK_CODES
+
+
+def find_secrets(text):
+    """What in ``text`` looks like a secret (descriptions, no values): user-data is readable on the instance."""
+    return [what for pattern, what in SECRET_PATTERNS if pattern.search(text or "")]
+
+
+def validate_roles(roles):
+    """Error messages for a bad ``roles`` list (empty when fine); pure, runs before any call."""
+    errors = []
+    seen = set()
+    for index, role in enumerate(roles or []):
+        name = role.get("name")
+        error = bf_tags.validate_role_name(name)
+        if error:
+            errors.append("roles[%d]: %s" % (index, error))
+        elif name in seen:
+            errors.append("roles[%d]: role name %r appears twice: give every role one entry" % (index, name))
+        seen.add(name)
+        if role.get("count") is not None and role["count"] < 0:
+            errors.append("roles[%d] (%s): count must be 0 or more, got %d" % (index, name, role["count"]))
+        size = role.get("volume_size")
+        if size is not None and not 1 <= size <= MAX_VOLUME_GIB:
+            errors.append("roles[%d] (%s): volume_size must be 1-%d GiB, got %d" % (index, name, MAX_VOLUME_GIB, size))
+    return errors
+
+
+def build_user_data(user_data, max_lifetime):
+    """The instance user-data: a power-off timer (the cost guard when the controller is gone) and then the
+    user's script, saved to a file and run with its output logged on the instance."""
+    minutes = int(max_lifetime)
+    lines = [
+        "#!/bin/sh",
+        "# buildfarm.ec2 bootstrap: power off after %d minutes (shutdown behaviour is terminate)," % minutes,
+        "# then run the user's script with its output in %s." % USER_DATA_LOG,
+        "systemd-run --on-active=%dm --unit=buildfarm-max-lifetime /bin/systemctl poweroff "
+        "|| (shutdown -h +%d 'buildfarm.ec2 max lifetime reached' &)" % (minutes, minutes),
+    ]
+    script = user_data or ""
+    if script.strip():
+        if not script.startswith("#!"):
+            script = "#!/bin/sh\n" + script
+        marker = "BUILDFARM_USER_DATA_EOF"
+        while marker in script:
+            marker += "_"
+        lines += [
+            "mkdir -p %s" % USER_DATA_PATH.rsplit("/", 1)[0],
+            "cat > %s <<'%s'" % (USER_DATA_PATH, marker),
+            script.rstrip("\n"),
+            marker,
+            "chmod 0700 %s" % USER_DATA_PATH,
+            "exec %s >>%s 2>&1" % (USER_DATA_PATH, USER_DATA_LOG),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def validate_user_data(user_data, max_lifetime):
+    """Error messages for user-data that cannot or must not be sent."""
+    errors = []
+    if user_data and user_data.lstrip().startswith("#cloud-config"):
+        errors.append("user_data must be a shell script: cloud-config is not supported (the module wraps it)")
+    found = find_secrets(user_data)
+    if found:
+        errors.append(
+            "user_data looks like it contains %s: user-data is readable by anything on the instance and kept by "
+            "EC2; pass secrets another way (e.g. SSM Parameter Store)" % ", ".join(found)
+        )
+    size = len(build_user_data(user_data, max_lifetime).encode("utf-8"))
+    if size > USER_DATA_LIMIT:
+        errors.append("user_data is %d bytes with the bootstrap, over the EC2 limit of %d" % (size, USER_DATA_LIMIT))
+    return errors
+
+
+def plan(roles, existing):
+    """Per role: how many to launch and which instance ids to terminate (the newest go first).
+
+    ``existing`` maps a role name to its live instance summaries (with ``id`` and ``launch_time``).
+    """
+    result = {}
+    for role in roles:
+        have = sorted(existing.get(role["name"], []), key=lambda i: (i["launch_time"] or "", i["id"]))
+        want = role["count"]
+        result[role["name"]] = {
+            "launch": max(0, want - len(have)),
+            "terminate": [i["id"] for i in have[want:]][::-1] if len(have) > want else [],
+        }
+    return result
+
+
+def summary(instance):
+    fields = bf_tags.parse(instance.get("Tags"))
+    launch = instance.get("LaunchTime")
+    return {
+        "id": instance["InstanceId"],
+        "role": fields["role"],
+        "private_ip": instance.get("PrivateIpAddress"),
+        "public_ip": instance.get("PublicIpAddress"),
+        "private_dns": instance.get("PrivateDnsName") or None,
+        "public_dns": instance.get("PublicDnsName") or None,
+        "state": instance["State"]["Name"],
+        "type": instance.get("InstanceType"),
+        "launch_time": launch.isoformat() if hasattr(launch, "isoformat") else launch,
+        "spot": instance.get("InstanceLifecycle") == "spot",
+        "subnet_id": instance.get("SubnetId"),
+        "availability_zone": instance.get("Placement", {}).get("AvailabilityZone"),
+    }
+
+
+def list_instances(ec2, cluster, roles=None, states=None, instance_ids=None):
+    """Live instances of ``cluster`` (optionally some roles / ids) as summaries, sorted by role and age."""
+    extra = [{"Name": "instance-state-name", "Values": states or LIVE_STATES}]
+    if instance_ids:
+        extra.append({"Name": "instance-id", "Values": list(instance_ids)})
+    reservations = paginate(
+        ec2, "describe_instances", "Reservations", Filters=bf_tags.filters(cluster=cluster, role=roles, extra=extra)
+    )
+    found = [summary(i) for r in reservations for i in r["Instances"]]
+    return sorted(found, key=lambda i: (i["role"] or "", i["launch_time"] or "", i["id"]))
+
+
+def by_role(instances):
+    grouped = {}
+    for instance in instances:
+        grouped.setdefault(instance["role"], []).append(instance)
+    return grouped
+
+
+def free_addresses(ec2, subnet_id):
+    subnets = paginate(ec2, "describe_subnets", "Subnets", Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])
+    if not subnets:
+        raise FleetError("subnet_id %s was not found: give the subnet_id returned by buildfarm.ec2.network" % subnet_id)
+    return subnets[0]["AvailableIpAddressCount"]
+
+
+def root_device_name(ec2, image_id):
+    try:
+        images = ec2.describe_images(aws_retry=True, ImageIds=[image_id]).get("Images", [])
+    except botocore.exceptions.ClientError as e:
+        if not e.response.get("Error", {}).get("Code", "").startswith("InvalidAMIID"):
+            raise
+        images = []
+    if not images:
+        raise FleetError("image_id %s was not found in this region: give an AMI id that exists here" % image_id)
+    return images[0].get("RootDeviceName") or "/dev/xvda"
+
+
+class FleetError(Exception):
+    """Input or account state the module cannot work with (the message says what to do)."""
+
+
+def find_key_pair(ec2, name):
+    """The key pair called ``name`` (dict with KeyName, KeyPairId, Tags) or None."""
+    try:
+        pairs = ec2.describe_key_pairs(KeyNames=[name]).get("KeyPairs", [])
+    except botocore.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "InvalidKeyPair.NotFound":
+            return None
+        raise
+    return pairs[0] if pairs else None
+
+
+def create_key_pair(ec2, cluster, tags):
+    created = ec2.create_key_pair(
+        aws_retry=True,
+        KeyName=key_pair_name(cluster),
+        KeyType="ed25519",
+        TagSpecifications=bf_tags.tag_specifications("key-pair", tags),
+    )
+    return created["KeyName"], created["KeyMaterial"]
+
+
+def run_instances(ec2, role, count, launch):
+    """One RunInstances call for ``count`` instances of ``role``; returns (instance ids, fallback reason)."""
+    kwargs = dict(
+        ImageId=launch["image_id"],
+        InstanceType=role["type"],
+        MinCount=count,
+        MaxCount=count,
+        SubnetId=launch["subnet_id"],
+        UserData=launch["user_data"],
+        InstanceInitiatedShutdownBehavior="terminate",
+        MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+        TagSpecifications=bf_tags.tag_specifications("instance", launch["tags"][role["name"]])
+        + bf_tags.tag_specifications("volume", launch["tags"][role["name"]]),
+    )
+    if launch.get("key_name"):
+        kwargs["KeyName"] = launch["key_name"]
+    if launch.get("security_group_ids"):
+        kwargs["SecurityGroupIds"] = launch["security_group_ids"]
+    if role.get("volume_size"):
+        kwargs["BlockDeviceMappings"] = [
+            {
+                "DeviceName": launch["root_device"],
+                "Ebs": {
+                    "VolumeSize": role["volume_size"],
+                    "VolumeType": "gp3",
+                    "DeleteOnTermination": True,
+                    "Encrypted": True,
+                },
+            }
+        ]
+    fallback = None
+    if role.get("spot"):
+        spot = dict(kwargs)
+        spot["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+        }
+        try:
+            # ClientToken: a retried call (throttling) cannot launch the role twice.
+            response = ec2.run_instances(aws_retry=True, ClientToken=uuid.uuid4().hex, **spot)
+            return [i["InstanceId"] for i in response["Instances"]], None
+        except botocore.exceptions.ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if not should_fall_back(code):
+                raise
+            fallback = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
+    response = ec2.run_instances(aws_retry=True, ClientToken=uuid.uuid4().hex, **kwargs)
+    return [i["InstanceId"] for i in response["Instances"]], fallback
+
+
+def terminate(ec2, instance_ids, wait):
+    for start in range(0, len(instance_ids), 500):
+        ec2.terminate_instances(aws_retry=True, InstanceIds=instance_ids[start : start + 500])
+    if wait and instance_ids:
+        bf_sweep.wait_terminated(ec2, instance_ids)
+
+
+def wait_running(ec2, instance_ids, delay=5, max_attempts=80):
+    for start in range(0, len(instance_ids), 500):
+        ec2.get_waiter("instance_running").wait(
+            Filters=[{"Name": "instance-id", "Values": instance_ids[start : start + 500]}],
+            WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts},
+        )
+
+
+def wait_for_port(host, port, timeout, interval=2.0):
+    """True once a TCP connection to ``host:port`` succeeds, False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(5.0, remaining))):
+                return True
+        except OSError:
+            if time.monotonic() + interval > deadline:
+                return False
+            time.sleep(interval)

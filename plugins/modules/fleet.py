@@ -1,0 +1,468 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, buildfarm.ec2 developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: fleet
+short_description: The EC2 instances of a build cluster, per role
+version_added: 1.0.0
+description:
+  - Scales every role in O(roles) to its C(count) of live (pending or running) instances, found by the cluster
+    and role tags. Missing instances are launched with one RunInstances call per role
+    (MinCount = MaxCount = the number missing); surplus instances are terminated, newest first.
+  - Every instance requires IMDSv2 (C(HttpTokens=required)), has shutdown behaviour C(terminate) and powers
+    itself off after O(max_lifetime) minutes (a systemd timer set by the user-data), so an instance cannot
+    outlive a lost controller by more than that.
+  - Spot roles fall back to on-demand when EC2 refuses spot capacity or price (for example
+    C(InsufficientInstanceCapacity), C(SpotMaxPriceTooLow), C(MaxSpotInstanceCountExceeded)); each fallback is
+    reported in RV(fallbacks) and as a warning.
+  - Without O(key_name) a key pair C(buildfarm-<cluster>) is created for the cluster, tagged with it; its
+    private key is returned once, in RV(private_key), when it is created. Use C(no_log) on the task.
+  - Instances of roles not listed in O(roles) are left alone. Changing O(user_data), O(image_id) or a role's
+    type does not replace running instances.
+  - O(state=absent) terminates the cluster's instances (only the roles named in O(roles) when given) and, when
+    no O(roles) are given, deletes the key pair the module created.
+  - Input is validated before any resource is created; the subnet must have a free address for every new instance.
+author:
+  - buildfarm.ec2 developers (@buildfarm-ec2)
+options:
+  state:
+    description:
+      - V(present) scales the roles to their counts, V(absent) terminates instances.
+    type: str
+    choices: [present, absent]
+    default: present
+  run_id:
+    description:
+      - Id of the run, stored in the C(buildfarm:run) tag of the instances this run launches.
+    type: str
+  roles:
+    description:
+      - The roles of the cluster and how many instances each should have. Required with O(state=present).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - Role name, stored in the C(buildfarm:role) tag (1-32 lowercase letters, digits and C(_)). Unique.
+        type: str
+        required: true
+      count:
+        description:
+          - Number of instances the role should have; V(0) terminates all of them.
+        type: int
+        required: true
+      type:
+        description:
+          - EC2 instance type.
+        type: str
+        default: t3.small
+      spot:
+        description:
+          - Launch spot instances (one-time, terminated on interruption), falling back to on-demand.
+        type: bool
+        default: false
+      volume_size:
+        description:
+          - Size of the root volume in GiB (gp3, encrypted, deleted with the instance). The AMI's size when omitted.
+        type: int
+  image_id:
+    description:
+      - AMI id for new instances. Required when instances must be launched.
+    type: str
+  key_name:
+    description:
+      - Name of an existing EC2 key pair. When omitted the module creates C(buildfarm-<cluster>) once.
+    type: str
+  user_data:
+    description:
+      - A short bootstrap shell script, run once at first boot after the power-off timer is set; its output goes
+        to C(/var/log/buildfarm-user-data.log) on the instance.
+      - Never put secrets in user-data; it is readable on the instance and kept by EC2. Text that looks like a
+        secret (AWS keys, private keys, tokens, literal passwords) is refused.
+      - The complete user-data must stay under 16 KiB. cloud-config is not supported.
+    type: str
+    default: ''
+  subnet_id:
+    description:
+      - Subnet for new instances (RV(buildfarm.ec2.network#module:subnet_id)). Required when instances must be launched.
+    type: str
+  security_group_ids:
+    description:
+      - Security groups of new instances (RV(buildfarm.ec2.network#module:security_group_id)).
+    type: list
+    elements: str
+    default: []
+  max_lifetime:
+    description:
+      - Minutes after boot at which an instance powers itself off and is terminated; also the
+        C(buildfarm:expires) tag of new instances.
+    type: int
+    default: 240
+  wait:
+    description:
+      - Wait with the botocore waiters until new instances are running and terminated ones are terminated.
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - Seconds each wait may take.
+    type: int
+    default: 600
+  wait_for_ssh:
+    description:
+      - After the instances run, wait until TCP port 22 of every new instance's private IP accepts connections.
+      - The controller must be able to reach the private addresses. Never enable it where no machine is behind
+        the addresses (for example against an API emulator).
+    type: bool
+    default: false
+  ssh_timeout:
+    description:
+      - Seconds to wait for SSH on each new instance.
+    type: int
+    default: 300
+extends_documentation_fragment:
+  - buildfarm.ec2.cluster
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: One host and eight spot builders
+  buildfarm.ec2.fleet:
+    cluster: demo
+    run_id: "20261124-1"
+    region: eu-west-1
+    image_id: ami-0123456789abcdef0
+    subnet_id: "{{ net.subnet_id }}"
+    security_group_ids: ["{{ net.security_group_id }}"]
+    max_lifetime: 120
+    user_data: |
+      #!/bin/sh
+      apt-get update
+    roles:
+      - name: host
+        count: 1
+        type: t3.small
+        volume_size: 30
+      - name: builder
+        count: 8
+        type: c6i.4xlarge
+        spot: true
+  register: fleet
+  no_log: true  # the created private key is in the result
+
+- name: Scale the builders down to two
+  buildfarm.ec2.fleet:
+    cluster: demo
+    region: eu-west-1
+    image_id: ami-0123456789abcdef0
+    subnet_id: "{{ net.subnet_id }}"
+    roles:
+      - name: builder
+        count: 2
+        type: c6i.4xlarge
+
+- name: Terminate every instance of the cluster
+  buildfarm.ec2.fleet:
+    cluster: demo
+    region: eu-west-1
+    state: absent
+"""
+
+RETURN = r"""
+instances:
+  description: The live instances of the listed roles (all roles with O(state=absent)) after the change.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Instance id.
+      type: str
+    role:
+      description: Role (the C(buildfarm:role) tag).
+      type: str
+    private_ip:
+      description: Private IPv4 address.
+      type: str
+    public_ip:
+      description: Public IPv4 address, if any.
+      type: str
+    private_dns:
+      description: Private DNS name.
+      type: str
+    public_dns:
+      description: Public DNS name, if any.
+      type: str
+    state:
+      description: Instance state.
+      type: str
+    type:
+      description: Instance type.
+      type: str
+    launch_time:
+      description: Launch time (ISO 8601).
+      type: str
+    spot:
+      description: Whether it is a spot instance.
+      type: bool
+    subnet_id:
+      description: Subnet.
+      type: str
+    availability_zone:
+      description: Availability zone.
+      type: str
+  sample:
+    - id: i-0123456789abcdef0
+      role: builder
+      private_ip: 10.0.0.11
+      public_ip: null
+      private_dns: ip-10-0-0-11.eu-west-1.compute.internal
+      public_dns: null
+      state: running
+      type: c6i.4xlarge
+      launch_time: "2026-11-24T20:00:00+00:00"
+      spot: true
+      subnet_id: subnet-0123456789abcdef0
+      availability_zone: eu-west-1a
+launched:
+  description: Ids of the instances launched by this run.
+  returned: always
+  type: list
+  elements: str
+terminated:
+  description: Ids of the instances terminated by this run (would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+plan:
+  description: Per role, how many instances to launch and which to terminate.
+  returned: always
+  type: dict
+  sample: {"builder": {"launch": 3, "terminate": []}}
+fallbacks:
+  description: Roles whose spot launch was refused and that were launched on-demand instead, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"role": "builder", "reason": "InsufficientInstanceCapacity: ..."}]
+key_name:
+  description: The key pair of the instances (given, created, or found), null when none is used.
+  returned: always
+  type: str
+  sample: buildfarm-demo
+private_key:
+  description: The private key of the key pair created by this run. Returned only once, when it is created.
+  returned: when the key pair was created
+  type: str
+"""
+
+from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
+from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet as bf_fleet
+from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
+
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+
+def _validate(params):
+    errors = []
+    if params["run_id"] is not None and bf_tags.validate_run_id(params["run_id"]):
+        errors.append(bf_tags.validate_run_id(params["run_id"]))
+    if params["state"] == "present":
+        if not params["roles"]:
+            errors.append("roles is required with state=present: list the roles with name, count and type")
+        errors.extend(bf_fleet.validate_roles(params["roles"]))
+        if params["max_lifetime"] <= 0:
+            errors.append("max_lifetime must be a positive number of minutes, got %d" % params["max_lifetime"])
+        else:
+            errors.extend(bf_fleet.validate_user_data(params["user_data"], params["max_lifetime"]))
+        for name in ("wait_timeout", "ssh_timeout"):
+            if params[name] <= 0:
+                errors.append("%s must be a positive number of seconds, got %d" % (name, params[name]))
+    else:
+        errors.extend(e for e in bf_fleet.validate_roles(params["roles"]) if "count" not in e)
+    return errors
+
+
+def _present(module, ec2):
+    params = module.params
+    cluster = params["cluster"]
+    roles = params["roles"]
+    names = [r["name"] for r in roles]
+    existing = bf_fleet.list_instances(ec2, cluster, roles=names)
+    plan = bf_fleet.plan(roles, bf_fleet.by_role(existing))
+    to_launch = sum(p["launch"] for p in plan.values())
+    to_terminate = [i for p in plan.values() for i in p["terminate"]]
+    result = dict(launched=[], terminated=to_terminate, plan=plan, fallbacks=[], key_name=params["key_name"])
+
+    if to_launch:
+        # In check mode the subnet may come from a network task that did not run for real.
+        needed = ("image_id",) if module.check_mode else ("image_id", "subnet_id")
+        missing = [name for name in needed if not params[name]]
+        if missing:
+            module.fail_json(msg="%s required: %d instances must be launched" % (" and ".join(missing), to_launch))
+        free = bf_fleet.free_addresses(ec2, params["subnet_id"]) if params["subnet_id"] else to_launch
+        if to_launch > free:
+            module.fail_json(
+                msg="subnet %s has %d free addresses but %d instances must be launched: use a larger subnet_cidr in "
+                "buildfarm.ec2.network or lower the role counts" % (params["subnet_id"], free, to_launch)
+            )
+    key_created = None
+    if params["key_name"]:
+        if to_launch and bf_fleet.find_key_pair(ec2, params["key_name"]) is None:
+            module.fail_json(msg="key_name %s does not exist: create it, or omit key_name" % params["key_name"])
+    else:
+        pair = bf_fleet.find_key_pair(ec2, bf_fleet.key_pair_name(cluster))
+        if pair is not None and not bf_tags.matches(pair.get("Tags"), cluster=cluster):
+            module.fail_json(
+                msg="key pair %s exists but is not tagged for cluster %s: give key_name, or delete that key pair"
+                % (pair["KeyName"], cluster)
+            )
+        if pair is not None:
+            result["key_name"] = pair["KeyName"]
+        elif to_launch:
+            result["key_name"] = bf_fleet.key_pair_name(cluster)
+            key_created = True
+    root_device = None
+    if to_launch:
+        root_device = bf_fleet.root_device_name(ec2, params["image_id"])
+
+    changed = bool(to_launch or to_terminate)
+    if module.check_mode or not changed:
+        result.update(changed=changed, instances=existing)
+        return result
+
+    expires = bf_tags.expires_at(params["max_lifetime"])
+    if key_created:
+        key_tags = bf_tags.cluster_tags(cluster, role="fleet", run_id=params["run_id"], expires=expires)
+        result["key_name"], result["private_key"] = bf_fleet.create_key_pair(ec2, cluster, key_tags)
+    try:
+        _apply(module, ec2, result, plan, to_terminate, root_device, expires)
+    except Exception:
+        if key_created and result.get("private_key"):
+            # Nobody would ever see this private key: do not leave an unusable key pair behind.
+            ec2.delete_key_pair(aws_retry=True, KeyName=result["key_name"])
+        raise
+    result["changed"] = True
+    return result
+
+
+def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
+    params = module.params
+    cluster = params["cluster"]
+    names = [r["name"] for r in params["roles"]]
+    if to_terminate:
+        bf_fleet.terminate(ec2, to_terminate, params["wait"])
+    launch = dict(
+        image_id=params["image_id"],
+        subnet_id=params["subnet_id"],
+        security_group_ids=params["security_group_ids"],
+        key_name=result["key_name"],
+        user_data=bf_fleet.build_user_data(params["user_data"], params["max_lifetime"]),
+        root_device=root_device,
+        tags={
+            name: bf_tags.cluster_tags(cluster, role=name, run_id=params["run_id"], expires=expires) for name in names
+        },
+    )
+    for role in params["roles"]:
+        count = plan[role["name"]]["launch"]
+        if not count:
+            continue
+        ids, fallback = bf_fleet.run_instances(ec2, role, count, launch)
+        result["launched"].extend(ids)
+        if fallback:
+            result["fallbacks"].append({"role": role["name"], "reason": fallback})
+            module.warn("role %s: spot launch refused (%s); launched on-demand instead" % (role["name"], fallback))
+    if params["wait"] and result["launched"]:
+        bf_fleet.wait_running(ec2, result["launched"], max_attempts=max(1, params["wait_timeout"] // 5))
+    result["instances"] = bf_fleet.list_instances(ec2, cluster, roles=names)
+    if params["wait_for_ssh"]:
+        new = [i for i in result["instances"] if i["id"] in result["launched"]]
+        late = [i["id"] for i in new if not bf_fleet.wait_for_port(i["private_ip"], 22, params["ssh_timeout"])]
+        if late:
+            module.fail_json(
+                msg="SSH did not answer within %ds on %s" % (params["ssh_timeout"], ", ".join(late)), **result
+            )
+
+
+def _absent(module, ec2):
+    params = module.params
+    cluster = params["cluster"]
+    names = [r["name"] for r in params["roles"]] if params["roles"] else None
+    existing = bf_fleet.list_instances(ec2, cluster, roles=names)
+    ids = [i["id"] for i in existing]
+    pair = None
+    if not names and not params["key_name"]:
+        pair = bf_fleet.find_key_pair(ec2, bf_fleet.key_pair_name(cluster))
+        if pair is not None and not bf_tags.matches(pair.get("Tags"), cluster=cluster):
+            pair = None
+    result = dict(
+        changed=bool(ids or pair),
+        launched=[],
+        terminated=ids,
+        plan={},
+        fallbacks=[],
+        key_name=pair["KeyName"] if pair else None,
+        instances=existing if module.check_mode else [],
+    )
+    if module.check_mode:
+        return result
+    if ids:
+        bf_fleet.terminate(ec2, ids, params["wait"])
+    if pair is not None:
+        ec2.delete_key_pair(aws_retry=True, KeyName=pair["KeyName"])
+    return result
+
+
+def main():
+    argument_spec = dict(
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        run_id=dict(type="str"),
+        roles=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                name=dict(type="str", required=True),
+                count=dict(type="int", required=True),
+                type=dict(type="str", default="t3.small"),
+                spot=dict(type="bool", default=False),
+                volume_size=dict(type="int"),
+            ),
+        ),
+        image_id=dict(type="str"),
+        key_name=dict(type="str", no_log=False),
+        user_data=dict(type="str", default=""),
+        subnet_id=dict(type="str"),
+        security_group_ids=dict(type="list", elements="str", default=[]),
+        max_lifetime=dict(type="int", default=240),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=600),
+        wait_for_ssh=dict(type="bool", default=False),
+        ssh_timeout=dict(type="int", default=300),
+    )
+    module = aws.new_module(argument_spec)
+    errors = _validate(module.params)
+    if errors:
+        module.fail_json(msg="; ".join(errors))
+    ec2 = aws.client(module, "ec2")
+    try:
+        if module.params["state"] == "present":
+            result = _present(module, ec2)
+        else:
+            result = _absent(module, ec2)
+    except bf_fleet.FleetError as e:
+        module.fail_json(msg=str(e))
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        module.fail_json_aws(e, msg="Failed to converge the fleet of cluster %s" % module.params["cluster"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Pure helpers of the fleet: spot fallback classification, user-data, secrets, role validation, scaling plan."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["InsufficientInstanceCapacity", "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded", "InsufficientCapacity"],
+)
+def test_capacity_and_price_refusals_fall_back_to_on_demand(code):
+    assert fleet.should_fall_back(code) is True
+
+
+@pytest.mark.parametrize(
+    "code", ["InvalidParameterValue", "UnauthorizedOperation", "InvalidAMIID.NotFound", "RequestLimitExceeded", ""]
+)
+def test_other_errors_do_not_fall_back(code):
+    assert fleet.should_fall_back(code) is False
+
+
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        ("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "an AWS access key id"),
+        ("aws_secret_access_key = abc", "an AWS secret access key"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nxyz", "a private key"),
+        ("git clone https://ghp_" + "a" * 36 + "@example.invalid/x", "a GitHub token"),
+        ("MYSQL_PASSWORD='hunter22'", "a literal password or secret assignment"),
+    ],
+)
+def test_secrets_are_found(text, what):
+    assert what in fleet.find_secrets(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 60")',
+        'PASSWORD="$(cat /run/secret)"',
+        "apt-get install -y distcc\nsystemctl enable --now distcc",
+        "",
+        None,
+    ],
+)
+def test_ordinary_scripts_are_not_secrets(text):
+    assert fleet.find_secrets(text) == []
+
+
+def _sh_syntax_ok(script):
+    return subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
+
+
+def test_user_data_sets_the_power_off_timer_then_runs_the_script_logged():
+    script = fleet.build_user_data("#!/bin/bash\necho hi\n", 90)
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/sh"
+    guard = next(i for i, line in enumerate(lines) if "systemd-run --on-active=90m" in line)
+    assert "shutdown -h +90" in lines[guard]
+    body = lines.index("#!/bin/bash")
+    assert guard < body and lines[body + 1] == "echo hi"
+    assert lines[-1] == "exec %s >>%s 2>&1" % (fleet.USER_DATA_PATH, fleet.USER_DATA_LOG)
+    assert _sh_syntax_ok(script)
+
+
+def test_user_data_without_a_script_is_only_the_guard_and_a_plain_script_gets_a_shebang():
+    assert "cat >" not in fleet.build_user_data("", 30)
+    assert "#!/bin/sh\necho plain" in fleet.build_user_data("echo plain", 30)
+
+
+def test_user_data_heredoc_marker_cannot_be_closed_by_the_script():
+    tricky = "echo start\nBUILDFARM_USER_DATA_EOF\necho still inside"
+    script = fleet.build_user_data(tricky, 10)
+    assert "\nBUILDFARM_USER_DATA_EOF_\n" in script
+    assert _sh_syntax_ok(script)
+
+
+def test_user_data_validation():
+    assert fleet.validate_user_data("echo ok", 60) == []
+    assert "cloud-config" in fleet.validate_user_data("#cloud-config\n{}", 60)[0]
+    assert "over the EC2 limit" in fleet.validate_user_data("x" * 16384, 60)[0]
+
+
+def test_role_validation_names_the_role_and_the_fix():
+    errors = fleet.validate_roles(
+        [
+            {"name": "builder", "count": 2},
+            {"name": "builder", "count": 1},
+            {"name": "host", "count": -1},
+            {"name": "Big", "count": 1},
+            {"name": "disk", "count": 1, "volume_size": 0},
+        ]
+    )
+    assert errors == [
+        "roles[1]: role name 'builder' appears twice: give every role one entry",
+        "roles[2] (host): count must be 0 or more, got -1",
+        "roles[3]: role name 'Big' is invalid: use 1-32 lowercase letters, digits and '_', starting with a letter",
+        "roles[4] (disk): volume_size must be 1-16384 GiB, got 0",
+    ]
+    assert fleet.validate_roles([{"name": "host", "count": 0, "volume_size": 8}]) == []
+
+
+def _instances(*times):
+    return [{"id": "i-%d" % n, "launch_time": t} for n, t in enumerate(times)]
+
+
+def test_plan_launches_the_missing_and_terminates_the_newest():
+    existing = {"builder": _instances("2026-01-01T00:00:00", "2026-01-01T00:05:00", "2026-01-01T00:01:00")}
+    roles = [{"name": "builder", "count": 1}, {"name": "host", "count": 2}]
+    assert fleet.plan(roles, existing) == {
+        "builder": {"launch": 0, "terminate": ["i-1", "i-2"]},
+        "host": {"launch": 2, "terminate": []},
+    }
+    assert fleet.plan([{"name": "builder", "count": 3}], existing) == {"builder": {"launch": 0, "terminate": []}}
+
+
+def test_wait_for_port_sees_a_listener_and_gives_up_on_a_closed_port():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert fleet.wait_for_port("127.0.0.1", port, timeout=5) is True
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert fleet.wait_for_port("127.0.0.1", port, timeout=0.5, interval=0.1) is False
