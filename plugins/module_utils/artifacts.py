@@ -120,7 +120,9 @@ def normalise_prefix(prefix, cluster, run_id):
     ``<cluster>/<run_id>/``."""
     if prefix is None:
         if not run_id:
-            raise ArtifactError("run_id is required when prefix is not given (the default prefix is <cluster>/<run_id>/)")
+            raise ArtifactError(
+                "run_id is required when prefix is not given (the default prefix is <cluster>/<run_id>/)"
+            )
         prefix = "%s/%s/" % (cluster, run_id)
     prefix = prefix.lstrip("/")
     if prefix and not prefix.endswith("/"):
@@ -219,7 +221,9 @@ def check_bucket(s3, bucket):
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise ArtifactError("bucket %s does not exist" % bucket) from None
         if code in ("403", "AccessDenied", "Forbidden"):
-            raise ArtifactError("access denied to bucket %s (check credentials and the bucket policy)" % bucket) from None
+            raise ArtifactError(
+                "access denied to bucket %s (check credentials and the bucket policy)" % bucket
+            ) from None
         raise
 
 
@@ -437,8 +441,7 @@ def push(s3, params, check_mode=False):
         manager.shutdown()
     if errors:
         raise ArtifactError(
-            "%d of %d uploads failed, no manifest was written: %s"
-            % (len(errors), len(uploads), "; ".join(errors[:10]))
+            "%d of %d uploads failed, no manifest was written: %s" % (len(errors), len(uploads), "; ".join(errors[:10]))
         )
 
     # 3. Extras under the prefix that this push does not contain.
@@ -472,14 +475,13 @@ def push(s3, params, check_mode=False):
         run_id=params.get("run_id"),
         count=len(entries),
         total_size=sum(e["size"] for e in entries),
-        objects=[dict(key=e["key"], name=e["name"], size=e["size"], sha256=e["sha256"], etag=e.get("etag")) for e in entries],
+        objects=[
+            dict(key=e["key"], name=e["name"], size=e["size"], sha256=e["sha256"], etag=e.get("etag")) for e in entries
+        ],
     )
     manifest.update(metadata)
     manifest_same = (
-        old_manifest is not None
-        and not uploaded
-        and not to_delete
-        and _canonical(old_manifest) == _canonical(manifest)
+        old_manifest is not None and not uploaded and not to_delete and _canonical(old_manifest) == _canonical(manifest)
     )
     manifest_written = False
     if not manifest_same and not check_mode:
@@ -526,6 +528,7 @@ def push(s3, params, check_mode=False):
         expiry = params.get("presign_expiry") or 3600
         keys = [e["key"] for e in entries] + [manifest_key]
         result["presigned_urls"] = {
-            k: raw.generate_presigned_url("get_object", Params=dict(Bucket=bucket, Key=k), ExpiresIn=expiry) for k in keys
+            k: raw.generate_presigned_url("get_object", Params=dict(Bucket=bucket, Key=k), ExpiresIn=expiry)
+            for k in keys
         }
     return result

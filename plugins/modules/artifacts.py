@@ -63,7 +63,15 @@ options:
       - Storage class of the uploaded objects.
     type: str
     default: STANDARD
-    choices: [STANDARD, REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER, GLACIER_IR, DEEP_ARCHIVE]
+    choices:
+      - STANDARD
+      - REDUCED_REDUNDANCY
+      - STANDARD_IA
+      - ONEZONE_IA
+      - INTELLIGENT_TIERING
+      - GLACIER
+      - GLACIER_IR
+      - DEEP_ARCHIVE
   encryption:
     description:
       - Server-side encryption of the uploaded objects; C(none) sends no encryption header (the bucket default applies).
