@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark (not a test): buildfarm.ec2.artifacts vs `aws s3 sync` vs a loop of amazon.aws.s3_object.
 
 Everything talks to ONE moto server process this script starts on loopback (reset between measurements).

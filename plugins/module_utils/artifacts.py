@@ -370,7 +370,7 @@ def push(s3, params, check_mode=False):
     slots = threading.BoundedSemaphore(2 * concurrency)
     errors = []
     uploads = []  # (entry, future)
-    state = dict(manifest_deleted=False)
+    state = dict(manifest_deleted=False, abort=False)
     entries = []
     manager = None
     if not check_mode:
@@ -391,7 +391,10 @@ def push(s3, params, check_mode=False):
         """Hash one file; decide upload or skip (HEAD only when the old manifest cannot tell)."""
         keep = local["size"] <= threshold and not check_mode
         if keep:
-            slots.acquire()
+            # Bounded memory: at most 2 x max_concurrency small files are held between hashing and upload.
+            while not slots.acquire(timeout=0.2):
+                if state["abort"]:
+                    raise ArtifactError("push aborted")
         try:
             sha, size, data = hash_file(local["path"], threshold if keep else -1)
         except BaseException:
@@ -413,25 +416,28 @@ def push(s3, params, check_mode=False):
         entry = dict(key=key, name=local["name"], path=local["path"], size=size, sha256=sha)
         return entry, same, data if keep else None
 
-    with ThreadPoolExecutor(max_workers=min(concurrency, 8)) as pool:
-        try:
-            for entry, same, data in pool.map(prepare, files):
-                entries.append(entry)
-                entry["status"] = "unchanged" if same else "uploaded"
-                if same or check_mode:
-                    continue
-                ensure_manifest_deleted()
-                extra = upload_extra_args(params, entry["sha256"], entry["name"])
-                if data is not None:
-                    fileobj = io.BytesIO(data)
-                    future = manager.upload(fileobj, bucket, entry["key"], extra, [_Done(counter, slots)])
-                else:
-                    future = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
-                uploads.append((entry, future))
-        except BaseException:
-            if manager is not None:
-                manager.shutdown(cancel=True)
-            raise
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, 8))
+    try:
+        for entry, same, data in pool.map(prepare, files):
+            entries.append(entry)
+            entry["status"] = "unchanged" if same else "uploaded"
+            if same or check_mode:
+                continue
+            ensure_manifest_deleted()
+            extra = upload_extra_args(params, entry["sha256"], entry["name"])
+            if data is not None:
+                fileobj = io.BytesIO(data)
+                future = manager.upload(fileobj, bucket, entry["key"], extra, [_Done(counter, slots)])
+            else:
+                future = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
+            uploads.append((entry, future))
+    except BaseException:
+        state["abort"] = True
+        pool.shutdown(wait=True, cancel_futures=True)
+        if manager is not None:
+            manager.shutdown(cancel=True)
+        raise
+    pool.shutdown()
     if manager is not None:
         for entry, future in uploads:
             try:
