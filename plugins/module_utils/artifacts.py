@@ -19,6 +19,7 @@ Order of work (so that a failure never leaves a manifest claiming success):
 
 from __future__ import annotations
 
+import collections
 import datetime
 import hashlib
 import io
@@ -370,7 +371,7 @@ def push(s3, params, check_mode=False):
     slots = threading.BoundedSemaphore(2 * concurrency)
     errors = []
     uploads = []  # (entry, future)
-    state = dict(manifest_deleted=False, abort=False)
+    state = dict(manifest_deleted=False)
     entries = []
     manager = None
     if not check_mode:
@@ -387,52 +388,64 @@ def push(s3, params, check_mode=False):
             s3.delete_object(Bucket=bucket, Key=manifest_key, aws_retry=True)
         state["manifest_deleted"] = True
 
-    def prepare(local):
-        """Hash one file; decide upload or skip (HEAD only when the old manifest cannot tell)."""
-        keep = local["size"] <= threshold and not check_mode
-        if keep:
-            # Bounded memory: at most 2 x max_concurrency small files are held between hashing and upload.
-            while not slots.acquire(timeout=0.2):
-                if state["abort"]:
-                    raise ArtifactError("push aborted")
+    def prepare(local, keep):
+        """Hash one file; decide upload or skip (HEAD only when the old manifest cannot tell). When ``keep``,
+        the caller holds a memory slot for the file's bytes; it is released here unless the bytes are kept."""
         try:
             sha, size, data = hash_file(local["path"], threshold if keep else -1)
+            key = prefix + local["name"]
+            there = remote.get(key)
+            same = False
+            if there is not None and there["size"] == size:
+                record = known.get(key)
+                if record and record.get("etag") == there["etag"] and record.get("sha256") == sha:
+                    same = True
+                else:
+                    same = remote_sha256(s3, bucket, key) == sha
         except BaseException:
             if keep:
                 slots.release()
             raise
-        key = prefix + local["name"]
-        there = remote.get(key)
-        same = False
-        if there is not None and there["size"] == size:
-            record = known.get(key)
-            if record and record.get("etag") == there["etag"] and record.get("sha256") == sha:
-                same = True
-            else:
-                same = remote_sha256(s3, bucket, key) == sha
-        if (same or data is None) and keep:
+        if keep and (same or data is None):
             slots.release()
-            keep = False
+            data = None
         entry = dict(key=key, name=local["name"], path=local["path"], size=size, sha256=sha)
-        return entry, same, data if keep else None
+        return entry, same, data
 
+    def consume(future):
+        """Take one prepared file (in order) and hand it to s3transfer when it must be sent."""
+        entry, same, data = future.result()
+        entries.append(entry)
+        entry["status"] = "unchanged" if same else "uploaded"
+        if same or check_mode:
+            return
+        ensure_manifest_deleted()
+        extra = upload_extra_args(params, entry["sha256"], entry["name"])
+        if data is not None:
+            upload = manager.upload(io.BytesIO(data), bucket, entry["key"], extra, [_Done(counter, slots)])
+        else:
+            upload = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
+        uploads.append((entry, upload))
+
+    # Hashing runs in a pool, ahead of the uploads. Small files keep their bytes until s3transfer has sent
+    # them; the slots bound that memory (2 x max_concurrency files). Only this thread takes slots, and before
+    # blocking on one it hands the oldest prepared file to s3transfer, so the pipeline cannot deadlock.
     pool = ThreadPoolExecutor(max_workers=min(concurrency, 8))
+    pending = collections.deque()
     try:
-        for entry, same, data in pool.map(prepare, files):
-            entries.append(entry)
-            entry["status"] = "unchanged" if same else "uploaded"
-            if same or check_mode:
-                continue
-            ensure_manifest_deleted()
-            extra = upload_extra_args(params, entry["sha256"], entry["name"])
-            if data is not None:
-                fileobj = io.BytesIO(data)
-                future = manager.upload(fileobj, bucket, entry["key"], extra, [_Done(counter, slots)])
-            else:
-                future = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
-            uploads.append((entry, future))
+        for local in files:
+            keep = local["size"] <= threshold and not check_mode
+            if keep:
+                while not slots.acquire(blocking=False):
+                    if pending:
+                        consume(pending.popleft())
+                    else:
+                        slots.acquire()  # every slot belongs to a running upload, which releases it
+                        break
+            pending.append(pool.submit(prepare, local, keep))
+        while pending:
+            consume(pending.popleft())
     except BaseException:
-        state["abort"] = True
         pool.shutdown(wait=True, cancel_futures=True)
         if manager is not None:
             manager.shutdown(cancel=True)
