@@ -7,8 +7,9 @@ Order of work (so that a failure never leaves a manifest claiming success):
 
 1. Validate everything that can be validated without sending data: source directory, globs, extra files,
    key collisions, bucket (HEAD), listing of the prefix (access). Errors raise :class:`ArtifactError`.
-2. Hash every selected file in one read (sha256). Files up to ``multipart_threshold`` keep their bytes in
-   memory and are uploaded from them, so they are read exactly once; larger files are streamed from disk by
+2. Hash every selected file in one read (sha256). Files below ``multipart_threshold`` keep their bytes in
+   memory and are uploaded from them in one PUT with ``ChecksumSHA256`` (S3 verifies the body against the hash),
+   so they are read exactly once; larger files are streamed from disk by
    s3transfer (multipart, parallel parts) after the hashing pass.
 3. A file is skipped when the object under its key already carries the same sha256 (``x-amz-meta-sha256``).
    The previous manifest (one GET) records each object's ETag and sha256; when the listed ETag still matches,
@@ -19,6 +20,7 @@ Order of work (so that a failure never leaves a manifest claiming success):
 
 from __future__ import annotations
 
+import base64
 import collections
 import datetime
 import hashlib
@@ -392,7 +394,7 @@ def push(s3, params, check_mode=False):
         """Hash one file; decide upload or skip (HEAD only when the old manifest cannot tell). When ``keep``,
         the caller holds a memory slot for the file's bytes; it is released here unless the bytes are kept."""
         try:
-            sha, size, data = hash_file(local["path"], threshold if keep else -1)
+            sha, size, data = hash_file(local["path"], threshold - 1 if keep else -1)
             key = prefix + local["name"]
             there = remote.get(key)
             same = False
@@ -422,6 +424,8 @@ def push(s3, params, check_mode=False):
         ensure_manifest_deleted()
         extra = upload_extra_args(params, entry["sha256"], entry["name"])
         if data is not None:
+            # A single PUT: S3 verifies the body against our sha256 (and botocore need not compute a CRC).
+            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(entry["sha256"])).decode()
             upload = manager.upload(io.BytesIO(data), bucket, entry["key"], extra, [_Done(counter, slots)])
         else:
             upload = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
@@ -434,7 +438,7 @@ def push(s3, params, check_mode=False):
     pending = collections.deque()
     try:
         for local in files:
-            keep = local["size"] <= threshold and not check_mode
+            keep = local["size"] < threshold and not check_mode
             if keep:
                 while not slots.acquire(blocking=False):
                     if pending:

@@ -14,8 +14,9 @@ description:
     every object's key, size and sha256, the run metadata and timestamps.
   - Each file is hashed (sha256) in one read and the hash is stored in the object metadata
     (C(x-amz-meta-sha256)). A file whose object already carries the same sha256 is skipped, so an unchanged
-    re-push sends no bytes and reports no change. Files up to O(multipart_threshold) are uploaded from the
-    bytes read for hashing; larger ones are streamed again from disk in parallel parts.
+    re-push sends no bytes and reports no change. Files below O(multipart_threshold) are uploaded from the
+    bytes read for hashing, in one PUT that carries the sha256 as its S3 checksum (S3 rejects a corrupted
+    body); larger ones are streamed again from disk in parallel parts (botocore checksums each part).
   - Transfers use boto3's s3transfer (C(TransferConfig)) for multipart and parallel uploads.
   - Inputs, the bucket and access to the prefix are checked before any upload. The previous manifest is
     deleted before the first upload and the new one is written only after every upload succeeded, so a

@@ -6,6 +6,7 @@ to the proxy, the test checks the objects with boto3 directly against moto.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -79,7 +80,9 @@ class CountingProxy:
             def _forward(self):
                 body = self._read_body()
                 with proxy.lock:
-                    proxy.requests.append((self.command, self.path, len(body)))
+                    proxy.requests.append(
+                        (self.command, self.path, len(body), {k.lower(): v for k, v in self.headers.items()})
+                    )
                 if self.command == "PUT" and self.path.split("?")[0] in proxy.deny:
                     error = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
                     self.send_response(403)
@@ -203,6 +206,9 @@ def test_push_manifest_and_unchanged_repush(s3, proxy, outputs, tmp_path, run_pl
         assert _sha(data) == entry["sha256"] == obj["Metadata"]["sha256"]
         assert len(data) == entry["size"]
         assert obj["ServerSideEncryption"] == "AES256"
+        # Small files go in one PUT carrying our sha256 as the S3 checksum, which S3 verifies (moto does not).
+        (put,) = [r for r in proxy.writes() if r[1].split("?")[0] == "/%s/%s" % (BUCKET, entry["key"])]
+        assert base64.b64decode(put[3]["x-amz-checksum-sha256"]).hex() == entry["sha256"]
     # The manifest is the last object written.
     assert proxy.writes()[-1][1].split("?")[0].endswith("/manifest.json")
 
