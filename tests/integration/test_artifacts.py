@@ -55,6 +55,7 @@ class CountingProxy:
         self.upstream = urlparse(upstream)
         self.requests = []
         self.deny = set()  # paths whose PUT is answered with 403 AccessDenied (fault injection)
+        self.deny_all = False  # every request is answered with 403 AccessDenied
         self.lock = threading.Lock()
         proxy = self
 
@@ -83,13 +84,14 @@ class CountingProxy:
                     proxy.requests.append(
                         (self.command, self.path, len(body), {k.lower(): v for k, v in self.headers.items()})
                     )
-                if self.command == "PUT" and self.path.split("?")[0] in proxy.deny:
+                if proxy.deny_all or (self.command == "PUT" and self.path.split("?")[0] in proxy.deny):
                     error = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
                     self.send_response(403)
                     self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(error)))
+                    self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(error)))
                     self.end_headers()
-                    self.wfile.write(error)
+                    if self.command != "HEAD":
+                        self.wfile.write(error)
                     return
                 headers = {
                     k: v
@@ -332,6 +334,13 @@ def test_bad_inputs_fail_before_upload(s3, proxy, outputs, tmp_path, run_play, c
     assert message in result["msg"]
     assert proxy.writes() == []
     assert _objects(s3, prefix="") == {}
+
+
+def test_access_denied_fails_before_upload(s3, proxy, outputs, run_play):
+    proxy.deny_all = True
+    result = run_play(PLAY, extra_vars=_vars(proxy, outputs), expect_rc=2).task("Push")
+    assert "access denied to bucket bf-artifacts" in result["msg"]
+    assert proxy.writes() == [] and _objects(s3, prefix="") == {}
 
 
 def test_allow_empty_writes_an_empty_manifest(s3, proxy, tmp_path, run_play):
