@@ -53,3 +53,11 @@ def paginate(conn, operation, result_key, **kwargs):
     """All items of a paginated ``operation`` (``result_key`` is the list in each page)."""
     paginator = conn.get_paginator(operation)
     return paginator.paginate(**kwargs).build_full_result().get(result_key, [])
+
+
+def s3_client(module, max_pool_connections=10):
+    """An S3 client with the shared retries whose connection pool fits ``max_pool_connections`` parallel
+    transfers; its ``.client`` attribute is the raw boto3 client that s3transfer drives."""
+    return module.client(
+        "s3", retry_decorator=RETRY, config=dict(max_pool_connections=max(10, int(max_pool_connections)))
+    )

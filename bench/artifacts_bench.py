@@ -1,0 +1,415 @@
+"""Benchmark (not a test): buildfarm.ec2.artifacts vs `aws s3 sync` vs a loop of amazon.aws.s3_object.
+
+Everything talks to ONE moto server process this script starts on loopback (reset between measurements).
+Two data sets of --size bytes: --files small files, and 4 large files. For each tool: a first push (wall
+time, throughput) and an unchanged re-push (wall time, request-body bytes counted by a small proxy on
+loopback in front of moto; the proxy is only used for the re-push so it does not slow the first push).
+
+"ours" is the module run by ansible-playbook (the real path a playbook takes, Ansible start-up included).
+All three send SSE AES256 (our default; `aws s3 sync --sse AES256`; s3_object `encrypt: true`) and use the
+same part size / threshold / concurrency (8 MiB / 8 MiB / 10, the awscli defaults).
+
+    .venv/bin/python bench/artifacts_bench.py --size 1GiB --files 1000 --out docs/bench-artifacts.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COLLECTIONS = ROOT / "build" / "collections"
+REGION = "eu-west-1"
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+    "ANSIBLE_LOCALHOST_WARNING": "false",
+    "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+}
+
+OURS_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Push
+      buildfarm.ec2.artifacts:
+        endpoint_url: "{{ endpoint }}"
+        region: eu-west-1
+        cluster: bench
+        bucket: "{{ bucket }}"
+        prefix: out
+        src: "{{ src }}"
+"""
+
+S3_OBJECT_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Find
+      ansible.builtin.find:
+        paths: "{{ src }}"
+        recurse: true
+      register: found
+    - name: Push
+      amazon.aws.s3_object:
+        endpoint_url: "{{ endpoint }}"
+        region: eu-west-1
+        bucket: "{{ bucket }}"
+        object: "out/{{ item.path | relpath(src) }}"
+        src: "{{ item.path }}"
+        mode: put
+        encrypt: true
+      loop: "{{ found.files }}"
+      loop_control:
+        label: "{{ item.path | basename }}"
+"""
+
+
+def parse_size(text):
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Moto:
+    def __init__(self, log):
+        port = free_port()
+        self.url = "http://127.0.0.1:%d" % port
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/moto-api/data.json", timeout=2).read()  # noqa: S310
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto did not start") from None
+                time.sleep(0.1)
+
+    def reset(self):
+        req = urllib.request.Request(self.url + "/moto-api/reset", data=b"", method="POST")
+        urllib.request.urlopen(req, timeout=60).read()  # noqa: S310
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class CountingProxy:
+    """Reverse proxy on loopback that forwards to moto and counts requests and request-body bytes."""
+
+    def __init__(self, upstream):
+        host, port = upstream.removeprefix("http://").split(":")
+        self.requests = 0
+        self.body_bytes = 0
+        self.writes = 0
+        lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    parts = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            break
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    body = b"".join(parts)
+                else:
+                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    proxy.requests += 1
+                    proxy.body_bytes += len(body)
+                    if self.command in ("PUT", "POST") and "delete" not in self.path:
+                        proxy.writes += 1
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("expect", "transfer-encoding", "content-length", "connection")
+                }
+                headers["Content-Length"] = str(len(body))
+                conn = http.client.HTTPConnection(host, int(port), timeout=300)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                finally:
+                    conn.close()
+                self.send_response(response.status, response.reason)
+                for k, v in response.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def make_data(base, total, files):
+    """Two trees of ``total`` bytes: ``files`` small files in 10 directories, and 4 large files."""
+    many, few = base / "many", base / "few"
+    block = os.urandom(1024 * 1024)
+    each = total // files
+    for i in range(files):
+        d = many / ("dir%02d" % (i % 10))
+        d.mkdir(parents=True, exist_ok=True)
+        # Unique content per file (a different first 16 bytes), without paying for os.urandom each time.
+        head = i.to_bytes(16, "big")
+        body = (block * (each // len(block) + 1))[: each - len(head)]
+        (d / ("obj%04d.bin" % i)).write_bytes(head + body)
+    few.mkdir(parents=True)
+    for i in range(4):
+        with open(few / ("part%d.img" % i), "wb") as f:
+            left = total // 4
+            f.write(i.to_bytes(16, "big"))
+            left -= 16
+            while left > 0:
+                chunk = block[: min(left, len(block))]
+                f.write(chunk)
+                left -= len(chunk)
+    return {"1 GiB as %d files" % files: many, "as 4 large files": few}
+
+
+def subset(src, dest, count):
+    """The first ``count`` files of ``src`` (hard links) and their total size."""
+    files = sorted(p for p in src.rglob("*") if p.is_file())[:count]
+    size = 0
+    for p in files:
+        target = dest / p.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.link(p, target)
+        size += p.stat().st_size
+    return dest, size
+
+
+def run(cmd, env, what):
+    full = dict(os.environ)
+    full.update(env)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, env=full, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise RuntimeError(
+            "%s failed (rc=%d):\n%s\n%s" % (what, proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+        )
+    return elapsed, proc.stdout
+
+
+def create_bucket(endpoint, bucket):
+    import boto3
+
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return s3
+
+
+def ours(endpoint, bucket, src, workdir):
+    play = workdir / "ours.yml"
+    play.write_text(OURS_PLAY)
+    extra = json.dumps({"endpoint": endpoint, "bucket": bucket, "src": str(src)})
+    elapsed, out = run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play), "-e", extra], ENV, "ours"
+    )
+    task = json.loads(out)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return elapsed, task
+
+
+DIRECT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import boto3
+from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
+from ansible_collections.buildfarm.ec2.plugins.module_utils import artifacts, aws
+endpoint, bucket, src = sys.argv[2:5]
+client = boto3.client("s3", region_name="eu-west-1", endpoint_url=endpoint)
+params = dict(cluster="bench", bucket=bucket, prefix="out", src=src, include=["**/*"], encryption="AES256",
+              storage_class="STANDARD")
+print(json.dumps(artifacts.push(RetryingBotoClientWrapper(client, aws.RETRY), params)))
+"""
+
+
+def ours_direct(endpoint, bucket, src, workdir):
+    cmd = [sys.executable, "-c", DIRECT, str(COLLECTIONS), endpoint, bucket, str(src)]
+    elapsed, out = run(cmd, ENV, "ours (direct)")
+    return elapsed, json.loads(out)
+
+
+def aws_sync(endpoint, bucket, src, workdir):
+    cmd = [str(BIN / "aws"), "--endpoint-url", endpoint, "s3", "sync", str(src), "s3://%s/out/" % bucket]
+    cmd += ["--sse", "AES256", "--only-show-errors", "--no-progress"]
+    return run(cmd, ENV, "aws s3 sync")[0], None
+
+
+def s3_object_loop(endpoint, bucket, src, workdir):
+    play = workdir / "s3_object.yml"
+    play.write_text(S3_OBJECT_PLAY)
+    extra = json.dumps({"endpoint": endpoint, "bucket": bucket, "src": str(src)})
+    env = dict(ENV, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal")
+    cmd = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play), "-e", extra]
+    return run(cmd, env, "s3_object loop")[0], None
+
+
+TOOLS = {"ours": ours, "ours (direct)": ours_direct, "aws s3 sync": aws_sync, "s3_object loop": s3_object_loop}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="1GiB", help="bytes per data set (e.g. 1GiB, 256MiB)")
+    parser.add_argument("--files", type=int, default=1000, help="number of files in the many-files set")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of: " + ", ".join(TOOLS))
+    parser.add_argument(
+        "--s3-object-files",
+        type=int,
+        default=0,
+        help="run the s3_object loop on only the first N files of each set (0: all; it takes ~2.5 s per file)",
+    )
+    parser.add_argument("--out", help="write the results as Markdown to this file")
+    parser.add_argument("--workdir", help="where to put the data (a temporary directory by default)")
+    args = parser.parse_args()
+    total = parse_size(args.size)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        os.environ[key] = ENV[key]
+    tools = [t.strip() for t in args.tools.split(",")]
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bf-artifacts-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (COLLECTIONS / "ansible_collections" / "buildfarm" / "ec2").exists():
+        (COLLECTIONS / "ansible_collections" / "buildfarm").mkdir(parents=True, exist_ok=True)
+        (COLLECTIONS / "ansible_collections" / "buildfarm" / "ec2").symlink_to(ROOT)
+    print("data: %s in %s" % (args.size, workdir), flush=True)
+    sets = make_data(workdir / "data", total, args.files)
+    sets = {name.replace("1 GiB", args.size): path for name, path in sets.items()}
+    moto = Moto(workdir / "moto.log")
+    rows = []
+    try:
+        for set_name, src in sets.items():
+            for tool in tools:
+                tool_src, tool_bytes = src, total
+                if tool == "s3_object loop" and args.s3_object_files:
+                    tool_src, tool_bytes = subset(src, workdir / ("subset-" + src.name), args.s3_object_files)
+                moto.reset()
+                bucket = "bench-%d" % len(rows)
+                create_bucket(moto.url, bucket)
+                elapsed, detail = TOOLS[tool](moto.url, bucket, tool_src, workdir)
+                proxy = CountingProxy(moto.url)
+                try:
+                    again, detail2 = TOOLS[tool](proxy.url, bucket, tool_src, workdir)
+                finally:
+                    proxy.close()
+                row = dict(
+                    set=set_name,
+                    tool=tool,
+                    files=sum(1 for p in tool_src.rglob("*") if p.is_file()),
+                    bytes=tool_bytes,
+                    seconds=round(elapsed, 2),
+                    mib_s=round(tool_bytes / 1024**2 / elapsed, 2),
+                    repush_seconds=round(again, 2),
+                    repush_body_bytes=proxy.body_bytes,
+                    repush_writes=proxy.writes,
+                    repush_requests=proxy.requests,
+                )
+                if detail2 is not None:
+                    row["repush_bytes_uploaded"] = detail2.get("bytes_uploaded")
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        moto.stop()
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report = render(rows, args)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+
+
+def render(rows, args):
+    lines = [
+        "| data set | tool | files | MiB | first push s | MiB/s | ours (playbook) throughput / tool | re-push s"
+        " | re-push body bytes | re-push PUT/POST | re-push requests |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ours_row = next((r for r in rows if r["set"] == row["set"] and r["tool"] == "ours"), None)
+        ratio = "%.2fx" % (ours_row["mib_s"] / row["mib_s"]) if ours_row else "-"
+        lines.append(
+            "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %.2f | %d | %d | %d |"
+            % (
+                row["set"],
+                row["tool"],
+                row["files"],
+                row["bytes"] / 1024**2,
+                row["seconds"],
+                row["mib_s"],
+                ratio,
+                row["repush_seconds"],
+                row["repush_body_bytes"],
+                row["repush_writes"],
+                row["repush_requests"],
+            )
+        )
+    command = "`.venv/bin/python bench/artifacts_bench.py --size %s --files %d --tools '%s' --s3-object-files %d%s`" % (
+        args.size,
+        args.files,
+        args.tools,
+        args.s3_object_files,
+        " --out %s" % args.out if args.out else "",
+    )
+    return "\n".join(lines) + "\n\nCommand: " + command + "\n"
+
+
+if __name__ == "__main__":
+    main()

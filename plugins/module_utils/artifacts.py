@@ -1,0 +1,557 @@
+# Copyright: (c) 2026, buildfarm.ec2 developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Push a build's outputs to S3: select files, hash them once, skip what is already there, upload the rest
+with s3transfer, delete extras on request, and write ``manifest.json`` last.
+
+Order of work (so that a failure never leaves a manifest claiming success):
+
+1. Validate everything that can be validated without sending data: source directory, globs, extra files,
+   key collisions, bucket (HEAD), listing of the prefix (access). Errors raise :class:`ArtifactError`.
+2. Hash every selected file in one read (sha256). Files below ``multipart_threshold`` keep their bytes in
+   memory and are uploaded from them in one PUT with ``ChecksumSHA256`` (S3 verifies the body against the hash),
+   so they are read exactly once; larger files are streamed from disk by
+   s3transfer (multipart, parallel parts) after the hashing pass.
+3. A file is skipped when the object under its key already carries the same sha256 (``x-amz-meta-sha256``).
+   The previous manifest (one GET) records each object's ETag and sha256; when the listed ETag still matches,
+   no HEAD is needed. Otherwise a HEAD per candidate (same size) decides.
+4. Before the first upload or delete, a previous ``manifest.json`` is deleted; the new one is written only
+   after every upload (and delete) succeeded. An unchanged push keeps the old manifest and sends nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime
+import hashlib
+import io
+import json
+import mimetypes
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
+
+try:
+    import botocore
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA = 1
+SHA256_META = "sha256"
+MiB = 1024 * 1024
+READ_BLOCK = MiB
+# Fields of the manifest that change on every push and are ignored when deciding whether it changed.
+VOLATILE_MANIFEST_KEYS = ("started_at", "finished_at")
+RESERVED_MANIFEST_KEYS = (
+    "schema",
+    "bucket",
+    "prefix",
+    "cluster",
+    "run_id",
+    "objects",
+    "count",
+    "total_size",
+) + VOLATILE_MANIFEST_KEYS
+
+
+class ArtifactError(Exception):
+    """A clear, user-facing error (bad input, missing bucket, failed upload)."""
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+
+def glob_to_regex(pattern):
+    """Compile a glob matched against a path relative to the source directory (``/`` separated).
+
+    ``*`` and ``?`` never cross ``/``; ``**`` crosses directories (``**/`` also matches no directory);
+    ``[...]`` is a character class (``[!...]`` negated). A pattern without ``/`` matches the file or directory
+    name at any depth, as in rsync and .gitignore.
+    """
+    pattern = pattern.strip()
+    if pattern.startswith("./"):
+        pattern = pattern[2:]
+    anchored = "/" in pattern.rstrip("/")
+    pattern = pattern.strip("/")
+    out = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            j = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if j == -1:
+                out.append(re.escape(c))
+                i += 1
+                continue
+            body = pattern[i + 1 : j]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    regex = "".join(out)
+    if not anchored:
+        regex = "(?:.*/)?" + regex
+    return re.compile("^" + regex + "$")
+
+
+def _matches(relpath, regexes):
+    return [r for r in regexes if r.match(relpath)]
+
+
+def normalise_prefix(prefix, cluster, run_id):
+    """The key prefix: ``prefix`` as given (no leading ``/``, one trailing ``/`` unless empty) or
+    ``<cluster>/<run_id>/``."""
+    if prefix is None:
+        if not run_id:
+            raise ArtifactError(
+                "run_id is required when prefix is not given (the default prefix is <cluster>/<run_id>/)"
+            )
+        prefix = "%s/%s/" % (cluster, run_id)
+    prefix = prefix.lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return prefix
+
+
+def select_files(src, include, exclude, extra_files, allow_empty):
+    """Local files to push as a sorted list of dicts ``{name, path, size}`` (``name`` is the key below the
+    prefix). Raises ArtifactError for a missing source, an include glob that matches nothing, or an empty
+    selection (unless ``allow_empty``), a missing extra file and duplicate names."""
+    include_re = [(p, glob_to_regex(p)) for p in (include or ["**/*"])]
+    exclude_re = [glob_to_regex(p) for p in (exclude or [])]
+    selected = {}
+    matched = set()
+    if src is not None:
+        if not os.path.exists(src):
+            raise ArtifactError("source directory %s does not exist" % src)
+        if not os.path.isdir(src):
+            raise ArtifactError("source %s is not a directory" % src)
+        for root, dirs, files in os.walk(src):
+            rel_root = os.path.relpath(root, src)
+            rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
+            # An excluded directory is not entered at all.
+            dirs[:] = sorted(d for d in dirs if not _matches(rel_root + d, exclude_re))
+            for name in sorted(files):
+                rel = rel_root + name
+                path = os.path.join(root, name)
+                if not os.path.isfile(path):  # broken symlink, socket, ...
+                    continue
+                hits = [p for p, r in include_re if r.match(rel)]
+                if not hits:
+                    continue
+                matched.update(hits)
+                if _matches(rel, exclude_re):
+                    continue
+                selected[rel] = dict(name=rel, path=path, size=os.path.getsize(path))
+        if not allow_empty:
+            if not selected:
+                raise ArtifactError(
+                    "nothing to push: %s has no file matching include %s and not matching exclude %s "
+                    "(set allow_empty to push anyway)" % (src, list(include or ["**/*"]), list(exclude or []))
+                )
+            unmatched = [p for p, _r in include_re if p not in matched]
+            if unmatched:
+                raise ArtifactError(
+                    "include glob(s) %s match no file in %s" % (", ".join(repr(p) for p in unmatched), src)
+                )
+    for extra in extra_files or []:
+        path = extra["src"]
+        if not os.path.isfile(path):
+            raise ArtifactError("extra file %s does not exist or is not a file" % path)
+        name = (extra.get("dest") or os.path.basename(path)).lstrip("/")
+        if name in selected:
+            raise ArtifactError("extra file %s would overwrite %s from the source directory" % (path, name))
+        selected[name] = dict(name=name, path=path, size=os.path.getsize(path))
+    if MANIFEST_NAME in selected:
+        raise ArtifactError("%s is reserved for the manifest; exclude it or rename it" % MANIFEST_NAME)
+    if not selected and not allow_empty:
+        raise ArtifactError("nothing to push (set allow_empty to push an empty manifest)")
+    return [selected[k] for k in sorted(selected)]
+
+
+def hash_file(path, keep_limit):
+    """sha256 and size of ``path`` in one read; the bytes too when the file is at most ``keep_limit``."""
+    digest = hashlib.sha256()
+    size = 0
+    keep = os.path.getsize(path) <= keep_limit
+    chunks = [] if keep else None
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(READ_BLOCK)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+            if keep:
+                chunks.append(block)
+    data = b"".join(chunks) if keep else None
+    return digest.hexdigest(), size, data
+
+
+# ---------------------------------------------------------------------------------------------- remote side
+
+
+def _error_code(e):
+    return e.response.get("Error", {}).get("Code", "") if hasattr(e, "response") else ""
+
+
+def check_bucket(s3, bucket):
+    """Fail clearly when the bucket does not exist or is not ours to write."""
+    try:
+        s3.head_bucket(Bucket=bucket, aws_retry=True)
+    except botocore.exceptions.ClientError as e:
+        code = _error_code(e)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise ArtifactError("bucket %s does not exist" % bucket) from None
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise ArtifactError(
+                "access denied to bucket %s (check credentials and the bucket policy)" % bucket
+            ) from None
+        raise
+
+
+def list_remote(s3, bucket, prefix):
+    """``{key: {size, etag}}`` of the objects under ``prefix``."""
+    objects = {}
+    try:
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                objects[obj["Key"]] = dict(size=obj["Size"], etag=obj["ETag"])
+    except botocore.exceptions.ClientError as e:
+        if _error_code(e) in ("403", "AccessDenied"):
+            raise ArtifactError("access denied listing s3://%s/%s" % (bucket, prefix)) from None
+        raise
+    return objects
+
+
+def read_manifest(s3, bucket, key):
+    """The manifest stored under ``key`` as a dict, or None (missing or unreadable)."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key, aws_retry=True)["Body"].read()
+        manifest = json.loads(body)
+    except (botocore.exceptions.ClientError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def remote_sha256(s3, bucket, key):
+    """The sha256 stored in the object's metadata (None when missing)."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, aws_retry=True)
+    except botocore.exceptions.ClientError as e:
+        if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return head.get("Metadata", {}).get(SHA256_META)
+
+
+def object_url(endpoint, region, bucket, key):
+    """An https URL for the object (virtual-hosted on AWS, path-style on another endpoint)."""
+    path = quote(key, safe="/~")
+    if endpoint and "amazonaws.com" not in endpoint:
+        return "%s/%s/%s" % (endpoint.rstrip("/"), bucket, path)
+    return "https://%s.s3.%s.amazonaws.com/%s" % (bucket, region or "us-east-1", path)
+
+
+def upload_extra_args(params, sha256, name):
+    """ExtraArgs for put/upload: sha256 metadata, content type, storage class, server-side encryption."""
+    args = dict(Metadata={SHA256_META: sha256})
+    content_type = mimetypes.guess_type(name)[0]
+    args["ContentType"] = content_type or "application/octet-stream"
+    if params.get("storage_class"):
+        args["StorageClass"] = params["storage_class"]
+    encryption = params.get("encryption") or "AES256"
+    if encryption != "none":
+        args["ServerSideEncryption"] = encryption
+        if encryption == "aws:kms" and params.get("kms_key_id"):
+            args["SSEKMSKeyId"] = params["kms_key_id"]
+    return args
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _canonical(manifest):
+    return {k: v for k, v in (manifest or {}).items() if k not in VOLATILE_MANIFEST_KEYS}
+
+
+class _Counter:
+    """Thread-safe byte counter fed by s3transfer progress callbacks."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.value = 0
+
+    def add(self, amount):
+        with self.lock:
+            self.value += amount
+
+
+class _Done:
+    """s3transfer subscriber that releases a memory slot when a transfer ends."""
+
+    def __init__(self, counter, slot):
+        self.counter = counter
+        self.slot = slot
+
+    def on_progress(self, future, bytes_transferred, **kwargs):
+        self.counter.add(bytes_transferred)
+
+    def on_done(self, future, **kwargs):
+        if self.slot is not None:
+            self.slot.release()
+
+
+# ---------------------------------------------------------------------------------------------- push
+
+
+def push(s3, params, check_mode=False):
+    """Push the artifacts described by ``params`` (the module's options) with the S3 client ``s3`` (the
+    amazon.aws retrying wrapper; ``s3.client`` is the raw client s3transfer drives). Returns the result dict.
+
+    Raises ArtifactError for user errors and botocore errors for unexpected API failures.
+    """
+    started = time.monotonic()
+    started_at = _utcnow()
+    bucket = params["bucket"]
+    prefix = normalise_prefix(params.get("prefix"), params.get("cluster"), params.get("run_id"))
+    manifest_key = prefix + MANIFEST_NAME
+    threshold = params.get("multipart_threshold") or 8 * MiB
+    chunksize = params.get("multipart_chunksize") or 8 * MiB
+    concurrency = params.get("max_concurrency") or 10
+    if threshold < 5 * MiB or chunksize < 5 * MiB:
+        raise ArtifactError("multipart_threshold and multipart_chunksize must be at least 5 MiB (S3 minimum part)")
+    if concurrency < 1:
+        raise ArtifactError("max_concurrency must be at least 1")
+    metadata = dict(params.get("metadata") or {})
+    clash = sorted(set(metadata) & set(RESERVED_MANIFEST_KEYS))
+    if clash:
+        raise ArtifactError("metadata keys %s are reserved by the manifest" % ", ".join(clash))
+
+    # 1. Everything that can fail before a byte is sent.
+    files = select_files(
+        params.get("src"),
+        params.get("include"),
+        params.get("exclude"),
+        params.get("extra_files"),
+        params.get("allow_empty"),
+    )
+    check_bucket(s3, bucket)
+    remote = list_remote(s3, bucket, prefix)
+    old_manifest = read_manifest(s3, bucket, manifest_key) if manifest_key in remote else None
+    known = {}
+    for obj in (old_manifest or {}).get("objects", []):
+        if isinstance(obj, dict) and obj.get("key") and obj.get("etag"):
+            known[obj["key"]] = obj
+
+    raw = getattr(s3, "client", s3)
+    endpoint = raw.meta.endpoint_url
+    region = raw.meta.region_name
+    counter = _Counter()
+    slots = threading.BoundedSemaphore(2 * concurrency)
+    errors = []
+    uploads = []  # (entry, future)
+    state = dict(manifest_deleted=False)
+    entries = []
+    manager = None
+    if not check_mode:
+        transfer_config = TransferConfig(
+            multipart_threshold=threshold,
+            multipart_chunksize=chunksize,
+            max_concurrency=concurrency,
+            use_threads=True,
+        )
+        manager = create_transfer_manager(raw, transfer_config)
+
+    def ensure_manifest_deleted():
+        if not state["manifest_deleted"] and manifest_key in remote:
+            s3.delete_object(Bucket=bucket, Key=manifest_key, aws_retry=True)
+        state["manifest_deleted"] = True
+
+    def prepare(local, keep):
+        """Hash one file; decide upload or skip (HEAD only when the old manifest cannot tell). When ``keep``,
+        the caller holds a memory slot for the file's bytes; it is released here unless the bytes are kept."""
+        try:
+            sha, size, data = hash_file(local["path"], threshold - 1 if keep else -1)
+            key = prefix + local["name"]
+            there = remote.get(key)
+            same = False
+            if there is not None and there["size"] == size:
+                record = known.get(key)
+                if record and record.get("etag") == there["etag"] and record.get("sha256") == sha:
+                    same = True
+                else:
+                    same = remote_sha256(s3, bucket, key) == sha
+        except BaseException:
+            if keep:
+                slots.release()
+            raise
+        if keep and (same or data is None):
+            slots.release()
+            data = None
+        entry = dict(key=key, name=local["name"], path=local["path"], size=size, sha256=sha)
+        return entry, same, data
+
+    def consume(future):
+        """Take one prepared file (in order) and hand it to s3transfer when it must be sent."""
+        entry, same, data = future.result()
+        entries.append(entry)
+        entry["status"] = "unchanged" if same else "uploaded"
+        if same or check_mode:
+            return
+        ensure_manifest_deleted()
+        extra = upload_extra_args(params, entry["sha256"], entry["name"])
+        if data is not None:
+            # A single PUT: S3 verifies the body against our sha256 (and botocore need not compute a CRC).
+            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(entry["sha256"])).decode()
+            upload = manager.upload(io.BytesIO(data), bucket, entry["key"], extra, [_Done(counter, slots)])
+        else:
+            upload = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
+        uploads.append((entry, upload))
+
+    # Hashing runs in a pool, ahead of the uploads. Small files keep their bytes until s3transfer has sent
+    # them; the slots bound that memory (2 x max_concurrency files). Only this thread takes slots, and before
+    # blocking on one it hands the oldest prepared file to s3transfer, so the pipeline cannot deadlock.
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, 8))
+    pending = collections.deque()
+    try:
+        for local in files:
+            keep = local["size"] < threshold and not check_mode
+            if keep:
+                while not slots.acquire(blocking=False):
+                    if pending:
+                        consume(pending.popleft())
+                    else:
+                        slots.acquire()  # every slot belongs to a running upload, which releases it
+                        break
+            pending.append(pool.submit(prepare, local, keep))
+        while pending:
+            consume(pending.popleft())
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if manager is not None:
+            manager.shutdown(cancel=True)
+        raise
+    pool.shutdown()
+    if manager is not None:
+        for entry, future in uploads:
+            try:
+                future.result()
+            except Exception as e:  # every failure is reported together below
+                errors.append("%s: %s" % (entry["key"], e))
+        manager.shutdown()
+    if errors:
+        raise ArtifactError(
+            "%d of %d uploads failed, no manifest was written: %s" % (len(errors), len(uploads), "; ".join(errors[:10]))
+        )
+
+    # 3. Extras under the prefix that this push does not contain.
+    pushed = {e["key"] for e in entries}
+    to_delete = []
+    if params.get("delete_extra"):
+        to_delete = sorted(k for k in remote if k not in pushed and k != manifest_key)
+    if to_delete and not check_mode:
+        ensure_manifest_deleted()
+        for i in range(0, len(to_delete), 1000):
+            batch = [{"Key": k} for k in to_delete[i : i + 1000]]
+            response = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, aws_retry=True)
+            if response.get("Errors"):
+                failed = ["%s: %s" % (err.get("Key"), err.get("Message")) for err in response["Errors"][:10]]
+                raise ArtifactError("deleting extra objects failed, no manifest was written: %s" % "; ".join(failed))
+
+    # 4. The manifest, last.
+    uploaded = [e for e in entries if e["status"] == "uploaded"]
+    if uploaded and not check_mode:
+        after = list_remote(s3, bucket, prefix)
+        for e in uploaded:
+            e["etag"] = after.get(e["key"], {}).get("etag")
+    for e in entries:
+        if e["status"] == "unchanged":
+            e["etag"] = remote[e["key"]]["etag"]
+    manifest = dict(
+        schema=MANIFEST_SCHEMA,
+        bucket=bucket,
+        prefix=prefix,
+        cluster=params.get("cluster"),
+        run_id=params.get("run_id"),
+        count=len(entries),
+        total_size=sum(e["size"] for e in entries),
+        objects=[
+            dict(key=e["key"], name=e["name"], size=e["size"], sha256=e["sha256"], etag=e.get("etag")) for e in entries
+        ],
+    )
+    manifest.update(metadata)
+    manifest_same = (
+        old_manifest is not None and not uploaded and not to_delete and _canonical(old_manifest) == _canonical(manifest)
+    )
+    manifest_written = False
+    if not manifest_same and not check_mode:
+        ensure_manifest_deleted()
+        manifest["started_at"] = started_at
+        manifest["finished_at"] = _utcnow()
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        s3.put_object(
+            Bucket=bucket,
+            Key=manifest_key,
+            Body=body,
+            aws_retry=True,
+            **upload_extra_args(params, hashlib.sha256(body).hexdigest(), MANIFEST_NAME),
+        )
+        manifest_written = True
+
+    objects = [
+        dict(
+            key=e["key"],
+            size=e["size"],
+            sha256=e["sha256"],
+            status=e["status"],
+            url=object_url(endpoint, region, bucket, e["key"]),
+        )
+        for e in entries
+    ]
+    result = dict(
+        changed=bool(uploaded or to_delete or not manifest_same),
+        bucket=bucket,
+        prefix=prefix,
+        manifest_key=manifest_key,
+        manifest_url=object_url(endpoint, region, bucket, manifest_key),
+        manifest_written=manifest_written,
+        uploaded=len(uploaded),
+        unchanged=len(entries) - len(uploaded),
+        deleted=len(to_delete),
+        deleted_keys=to_delete,
+        bytes_uploaded=counter.value,
+        bytes_to_upload=sum(e["size"] for e in uploaded),
+        objects=objects,
+        duration=round(time.monotonic() - started, 3),
+    )
+    if params.get("presign") and not check_mode:
+        expiry = params.get("presign_expiry") or 3600
+        keys = [e["key"] for e in entries] + [manifest_key]
+        result["presigned_urls"] = {
+            k: raw.generate_presigned_url("get_object", Params=dict(Bucket=bucket, Key=k), ExpiresIn=expiry)
+            for k in keys
+        }
+    return result

@@ -1,0 +1,362 @@
+"""buildfarm.ec2.artifacts through ansible-playbook against the moto server.
+
+Requests are counted by a small reverse proxy on loopback in front of moto (written below): the module talks
+to the proxy, the test checks the objects with boto3 directly against moto.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+import pytest
+
+BUCKET = "bf-artifacts"
+PREFIX = "demo/r1/"
+
+PLAY = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/buildfarm.ec2.aws:
+      endpoint_url: "{{ endpoint }}"
+      region: eu-west-1
+  tasks:
+    - name: Push
+      buildfarm.ec2.artifacts:
+        cluster: demo
+        run_id: r1
+        bucket: "{{ bucket }}"
+        src: "{{ src }}"
+        include: "{{ include | default(omit) }}"
+        exclude: "{{ exclude | default(omit) }}"
+        extra_files: "{{ extra_files | default(omit) }}"
+        delete_extra: "{{ delete_extra | default(false) }}"
+        allow_empty: "{{ allow_empty | default(false) }}"
+        encryption: "{{ encryption | default(omit) }}"
+        storage_class: "{{ storage_class | default(omit) }}"
+        presign: "{{ presign | default(false) }}"
+        metadata: "{{ metadata | default(omit) }}"
+        multipart_threshold: 5242880
+        multipart_chunksize: 5242880
+"""
+
+
+class CountingProxy:
+    """A reverse proxy on loopback that forwards every request to moto and records (method, path, bytes)."""
+
+    def __init__(self, upstream):
+        self.upstream = urlparse(upstream)
+        self.requests = []
+        self.deny = set()  # paths whose PUT is answered with 403 AccessDenied (fault injection)
+        self.deny_all = False  # every request is answered with 403 AccessDenied
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _read_body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    parts = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return b"".join(parts)
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _forward(self):
+                body = self._read_body()
+                with proxy.lock:
+                    proxy.requests.append(
+                        (self.command, self.path, len(body), {k.lower(): v for k, v in self.headers.items()})
+                    )
+                if proxy.deny_all or (self.command == "PUT" and self.path.split("?")[0] in proxy.deny):
+                    error = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(error)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(error)
+                    return
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("expect", "transfer-encoding", "content-length", "connection")
+                }
+                headers["Content-Length"] = str(len(body))
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=120)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                finally:
+                    conn.close()
+                self.send_response(response.status, response.reason)
+                for k, v in response.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reset(self):
+        with self.lock:
+            self.requests = []
+
+    def writes(self):
+        """Requests that send data (PUT/POST, not the multi-object delete)."""
+        return [r for r in self.requests if r[0] in ("PUT", "POST") and "delete" not in r[1]]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(aws):
+    p = CountingProxy(aws.endpoint)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def s3(aws):
+    client = aws.client("s3")
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    return client
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    src = tmp_path / "out"
+    (src / "bin").mkdir(parents=True)
+    (src / "lib").mkdir()
+    (src / "obj").mkdir()
+    (src / "bin" / "app").write_bytes(os.urandom(200_000))
+    (src / "lib" / "libfoo.so").write_bytes(os.urandom(50_000))
+    (src / "README.txt").write_text("hello\n")
+    (src / "obj" / "main.o").write_bytes(b"object code")
+    (src / "lib" / "foo.o").write_bytes(b"more object code")
+    return src
+
+
+def _sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _objects(s3, prefix=PREFIX):
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"]: o for page in pages for o in page.get("Contents", [])}
+
+
+def _manifest(s3, key=PREFIX + "manifest.json"):
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def _vars(proxy, src, **kw):
+    return dict(endpoint=proxy.url, bucket=BUCKET, src=str(src), **kw)
+
+
+def test_push_manifest_and_unchanged_repush(s3, proxy, outputs, tmp_path, run_play):
+    log = tmp_path / "build.log"
+    log.write_text("compiling...\nok\n")
+    extra = [{"src": str(log)}, {"src": str(log), "dest": "report/log-copy.txt"}]
+    variables = _vars(proxy, outputs, exclude=["*.o"], extra_files=extra, metadata={"status": "success", "jobs": 24})
+
+    first = run_play(PLAY, extra_vars=variables).task("Push")
+    names = ["README.txt", "bin/app", "build.log", "lib/libfoo.so", "report/log-copy.txt"]
+    assert first["changed"] is True
+    assert first["uploaded"] == 5 and first["unchanged"] == 0
+    assert first["bytes_uploaded"] == sum(os.path.getsize(o) for o in [log, log]) + 200_000 + 50_000 + 6
+    assert first["manifest_key"] == PREFIX + "manifest.json"
+    assert [o["key"] for o in first["objects"]] == [PREFIX + n for n in names]
+
+    stored = _objects(s3)
+    assert sorted(stored) == sorted([PREFIX + n for n in names] + [PREFIX + "manifest.json"])
+    assert not any(k.endswith(".o") for k in stored)  # excludes honoured
+    manifest = _manifest(s3)
+    assert manifest["status"] == "success" and manifest["jobs"] == 24
+    assert manifest["cluster"] == "demo" and manifest["run_id"] == "r1" and manifest["count"] == 5
+    assert manifest["started_at"] <= manifest["finished_at"]
+    for entry in manifest["objects"]:
+        obj = s3.get_object(Bucket=BUCKET, Key=entry["key"])
+        data = obj["Body"].read()
+        assert _sha(data) == entry["sha256"] == obj["Metadata"]["sha256"]
+        assert len(data) == entry["size"]
+        assert obj["ServerSideEncryption"] == "AES256"
+        # Small files go in one PUT carrying our sha256 as the S3 checksum, which S3 verifies (moto does not).
+        (put,) = [r for r in proxy.writes() if r[1].split("?")[0] == "/%s/%s" % (BUCKET, entry["key"])]
+        assert base64.b64decode(put[3]["x-amz-checksum-sha256"]).hex() == entry["sha256"]
+    # The manifest is the last object written.
+    assert proxy.writes()[-1][1].split("?")[0].endswith("/manifest.json")
+
+    before = {k: (o["ETag"], o["LastModified"]) for k, o in _objects(s3).items()}
+    proxy.reset()
+    again = run_play(PLAY, extra_vars=variables).task("Push")
+    assert again["changed"] is False
+    assert again["uploaded"] == 0 and again["bytes_uploaded"] == 0 and again["unchanged"] == 5
+    assert again["manifest_written"] is False
+    assert proxy.writes() == []  # not one PUT/POST reached S3
+    assert sum(r[2] for r in proxy.requests) == 0
+    assert {k: (o["ETag"], o["LastModified"]) for k, o in _objects(s3).items()} == before
+
+
+def test_changed_file_is_resent_alone(s3, proxy, outputs, run_play):
+    variables = _vars(proxy, outputs)
+    run_play(PLAY, extra_vars=variables)
+    app = (outputs / "bin" / "app").read_bytes()
+    changed = app[:-1] + bytes([app[-1] ^ 0xFF])  # same size, other content
+    (outputs / "bin" / "app").write_bytes(changed)
+    proxy.reset()
+
+    result = run_play(PLAY, extra_vars=variables).task("Push")
+    assert result["changed"] is True
+    assert result["uploaded"] == 1 and result["unchanged"] == 4
+    assert result["bytes_uploaded"] == len(changed)
+    puts = [r[1].split("?")[0] for r in proxy.writes()]
+    assert puts == ["/%s/%sbin/app" % (BUCKET, PREFIX), "/%s/%smanifest.json" % (BUCKET, PREFIX)]
+    stored = s3.get_object(Bucket=BUCKET, Key=PREFIX + "bin/app")
+    assert _sha(stored["Body"].read()) == _sha(changed) == stored["Metadata"]["sha256"]
+    entry = {o["key"]: o for o in _manifest(s3)["objects"]}[PREFIX + "bin/app"]
+    assert entry["sha256"] == _sha(changed)
+
+
+def test_object_changed_behind_the_manifest_is_resent(s3, proxy, outputs, run_play):
+    variables = _vars(proxy, outputs)
+    run_play(PLAY, extra_vars=variables)
+    # Someone overwrites an object with other bytes (manifest and metadata now lie about it).
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "README.txt", Body=b"HELLO\n", Metadata={"sha256": "0" * 64})
+    result = run_play(PLAY, extra_vars=variables).task("Push")
+    assert result["uploaded"] == 1
+    assert s3.get_object(Bucket=BUCKET, Key=PREFIX + "README.txt")["Body"].read() == b"hello\n"
+
+
+def test_large_file_goes_multipart(s3, proxy, tmp_path, run_play):
+    src = tmp_path / "big"
+    src.mkdir()
+    data = os.urandom(20 * 1024 * 1024)
+    (src / "image.bin").write_bytes(data)
+    result = run_play(PLAY, extra_vars=_vars(proxy, src, encryption="aws:kms")).task("Push")
+    assert result["uploaded"] == 1 and result["bytes_uploaded"] == len(data)
+    head = s3.head_object(Bucket=BUCKET, Key=PREFIX + "image.bin")
+    assert head["ETag"].strip('"').endswith("-4")  # 20 MiB in 5 MiB parts
+    assert head["Metadata"]["sha256"] == _sha(data)
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["ContentLength"] == len(data)
+    part_uploads = [r for r in proxy.writes() if "partNumber=" in r[1]]
+    assert len(part_uploads) == 4
+    stored = s3.get_object(Bucket=BUCKET, Key=PREFIX + "image.bin")["Body"].read()
+    assert _sha(stored) == _sha(data)
+
+
+def test_check_mode_sends_nothing(s3, proxy, outputs, run_play):
+    result = run_play(PLAY, extra_vars=_vars(proxy, outputs), check=True).task("Push")
+    assert result["changed"] is True
+    assert result["uploaded"] == 5 and result["bytes_uploaded"] == 0
+    assert result["bytes_to_upload"] == sum(p.stat().st_size for p in outputs.rglob("*") if p.is_file())
+    assert proxy.writes() == []
+    assert _objects(s3) == {}
+
+    run_play(PLAY, extra_vars=_vars(proxy, outputs))
+    (outputs / "README.txt").write_text("changed\n")
+    proxy.reset()
+    result = run_play(PLAY, extra_vars=_vars(proxy, outputs), check=True).task("Push")
+    assert result["changed"] is True and result["uploaded"] == 1 and result["unchanged"] == 4
+    assert proxy.writes() == []
+
+
+def test_delete_extra_and_presign(s3, proxy, outputs, run_play):
+    run_play(PLAY, extra_vars=_vars(proxy, outputs))
+    s3.put_object(Bucket=BUCKET, Key="other/keep.txt", Body=b"x")
+    (outputs / "README.txt").unlink()
+
+    kept = run_play(PLAY, extra_vars=_vars(proxy, outputs)).task("Push")
+    assert kept["deleted"] == 0 and PREFIX + "README.txt" in _objects(s3)
+
+    checked = run_play(PLAY, extra_vars=_vars(proxy, outputs, delete_extra=True), check=True).task("Push")
+    assert checked["deleted_keys"] == [PREFIX + "README.txt"] and PREFIX + "README.txt" in _objects(s3)
+
+    result = run_play(PLAY, extra_vars=_vars(proxy, outputs, delete_extra=True, presign=True)).task("Push")
+    assert result["deleted_keys"] == [PREFIX + "README.txt"]
+    assert PREFIX + "README.txt" not in _objects(s3)
+    assert "other/keep.txt" in _objects(s3, prefix="")
+    assert PREFIX + "README.txt" not in {o["key"] for o in _manifest(s3)["objects"]}
+    url = result["presigned_urls"][PREFIX + "bin/app"]
+    assert "Signature=" in url or "X-Amz-Signature=" in url
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_bucket", "bucket bf-missing does not exist"),
+        ("no_src", "does not exist"),
+        ("empty_dir", "nothing to push"),
+        ("glob_matches_nothing", "'*.tar.gz' match no file"),
+        ("all_excluded", "nothing to push"),
+    ],
+)
+def test_bad_inputs_fail_before_upload(s3, proxy, outputs, tmp_path, run_play, case, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    variables = {
+        "no_bucket": dict(_vars(proxy, outputs), bucket="bf-missing"),
+        "no_src": _vars(proxy, tmp_path / "missing"),
+        "empty_dir": _vars(proxy, empty),
+        "glob_matches_nothing": _vars(proxy, outputs, include=["**/*.txt", "*.tar.gz"]),
+        "all_excluded": _vars(proxy, outputs, exclude=["*"]),
+    }[case]
+    result = run_play(PLAY, extra_vars=variables, expect_rc=2).task("Push")
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert proxy.writes() == []
+    assert _objects(s3, prefix="") == {}
+
+
+def test_access_denied_fails_before_upload(s3, proxy, outputs, run_play):
+    proxy.deny_all = True
+    result = run_play(PLAY, extra_vars=_vars(proxy, outputs), expect_rc=2).task("Push")
+    assert "access denied to bucket bf-artifacts" in result["msg"]
+    assert proxy.writes() == [] and _objects(s3, prefix="") == {}
+
+
+def test_allow_empty_writes_an_empty_manifest(s3, proxy, tmp_path, run_play):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_play(PLAY, extra_vars=_vars(proxy, empty, allow_empty=True)).task("Push")
+    assert result["changed"] is True and result["uploaded"] == 0
+    assert _manifest(s3)["objects"] == [] and _manifest(s3)["count"] == 0
+
+
+def test_failed_upload_leaves_no_manifest(s3, proxy, outputs, run_play):
+    run_play(PLAY, extra_vars=_vars(proxy, outputs))
+    assert PREFIX + "manifest.json" in _objects(s3)
+    (outputs / "new.bin").write_bytes(b"new")
+    # The proxy refuses the new object's PUT: that upload fails after the old manifest was removed.
+    proxy.deny.add("/%s/%snew.bin" % (BUCKET, PREFIX))
+    result = run_play(PLAY, extra_vars=_vars(proxy, outputs), expect_rc=2).task("Push")
+    assert "no manifest was written" in result["msg"]
+    assert PREFIX + "manifest.json" not in _objects(s3)
