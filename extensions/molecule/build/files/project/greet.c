@@ -1,0 +1,2 @@
+#include "common.h"
+const char *greet(void) { return "hello from buildfarm"; }
