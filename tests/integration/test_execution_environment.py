@@ -72,7 +72,7 @@ def test_containerfile_takes_the_base_image_as_build_arg_and_installs_everything
     assert "ansible-core==2.19.14" in containerfile
     assert "ansible-runner==2.4.3" in containerfile
     # Galaxy collections, then our own tarball, both into the path the final image copies.
-    galaxy = containerfile.index("-r requirements.yml --collections-path \"/usr/share/ansible/collections\"")
+    galaxy = containerfile.index('-r requirements.yml --collections-path "/usr/share/ansible/collections"')
     ours = containerfile.index("/build/collections/buildfarm-ec2-*.tar.gz")
     assert galaxy < ours < containerfile.index("# Builder build stage")
     assert "COPY _build/requirements.txt requirements.txt" in containerfile
@@ -105,7 +105,17 @@ def test_collection_metadata_is_introspected(ee, tmp_path):
     collections = tmp_path / "collections"
     (tarball,) = (context / "_build" / "collections").glob("buildfarm-ec2-*.tar.gz")
     _run(
-        [BIN / "ansible-galaxy", "collection", "install", "--force", "--offline", "--no-deps", "-p", collections, tarball],
+        [
+            BIN / "ansible-galaxy",
+            "collection",
+            "install",
+            "--force",
+            "--offline",
+            "--no-deps",
+            "-p",
+            collections,
+            tarball,
+        ],
         collections=collections,
     )
     assert (collections / "ansible_collections" / "buildfarm" / "ec2" / "meta" / "execution-environment.yml").is_file()
