@@ -84,6 +84,7 @@ def _playbook(args, tmp_path, extra_vars):
         env=env,
         cwd=tmp_path,
         timeout=300,
+        check=False,
     )
 
 

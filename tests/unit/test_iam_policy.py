@@ -119,7 +119,8 @@ def scan():
                 add(operations.get(name, set()) | waiters.get(name, set()), path, text, match.start())
             for match in HELPER.finditer(text):
                 add(EXTRA_ACTIONS[match.group(1)], path, text, match.start())
-            tag_on_create += ["%s" % path.relative_to(ROOT) for _ in re.finditer(r"TagSpecifications", text)]
+            if "TagSpecifications" in text:
+                tag_on_create.append(str(path.relative_to(ROOT)))
     for pattern in YAML_SCANNED:
         for path in sorted(ROOT.glob(pattern)):
             text = _code(path)
