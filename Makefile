@@ -16,11 +16,13 @@ export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
-.PHONY: help venv collection engine lint sanity unit integration molecule test demo build clean
+.PHONY: help venv collection engine lint sanity unit integration molecule test demo build clean docs docs-lint ee
 
 help:
 	@echo "make demo   run the main job on the local cloud"
 	@echo "make test   run every test suite (lint, sanity, unit, integration, molecule, end to end)"
+	@echo "make docs   module/plugin/role reference into build/docs/reference"
+	@echo "make ee     execution environment build context into build/ee"
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements.txt
@@ -55,7 +57,7 @@ integration: venv collection
 molecule: venv collection engine
 	tools/test/molecule-all.sh
 
-test: lint sanity unit integration molecule
+test: lint docs-lint sanity unit integration molecule
 
 demo: venv collection engine
 	tools/demo.sh
@@ -63,6 +65,20 @@ demo: venv collection engine
 build: venv
 	mkdir -p build/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path build/dist .
+
+# Module/plugin/role reference (RST) with antsibull-docs into build/docs/reference (DOCS_DEST=...); fails on doc
+# errors. docs-lint (part of `make test`) only lints.
+docs: venv
+	tools/docs/docs.sh build
+
+docs-lint: venv
+	tools/docs/docs.sh lint
+
+# Execution environment build context in build/ee (ansible-builder); building the image needs a registry.
+ee: venv
+	rm -rf build/dist build/ee
+	$(BIN)/ansible-galaxy collection build --force --output-path build/dist .
+	$(BIN)/ansible-builder create --file execution-environment.yml --context build/ee --output-filename Containerfile
 
 clean:
 	rm -rf build $(VENV)
