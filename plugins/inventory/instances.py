@@ -136,6 +136,7 @@ try:
 except ImportError:
     pass  # AWSInventoryBase.parse reports a missing SDK
 
+from ansible import constants as C
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.amazon.aws.plugins.plugin_utils.inventory import AWSInventoryBase
@@ -354,6 +355,19 @@ class InventoryModule(AWSInventoryBase):
             self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
         except AnsibleError as e:
             self._do_fail("compose/groups/keyed_groups failed (strict: %s): %s" % (strict, to_native(e)))
+
+    def _read_config_data(self, path):
+        config = super()._read_config_data(path)
+        known = set()
+        for name, definition in C.config.get_configuration_definitions("inventory", self._load_name).items():
+            known.add(name)
+            known.update(definition.get("aliases") or [])
+        unknown = sorted(str(k) for k in config if k not in known)
+        if unknown:
+            self._do_fail(
+                "unknown option%s %s in %s" % ("s" if len(unknown) > 1 else "", ", ".join(unknown), path)
+            )
+        return config
 
     def verify_file(self, path):
         return super().verify_file(path) and bool(re.search(r"\.buildfarm\.ya?ml$", path))

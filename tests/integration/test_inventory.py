@@ -290,6 +290,7 @@ def test_unreachable_endpoint(aws, inventory):
         ("hostnames: [dns-name]\n", None, "bad 'hostnames' entry 'dns-name'"),
         ("instance_states: [sleeping]\n", None, "sleeping"),
         ("page_size: 2\n", None, "'page_size' must be between 5 and 1000"),
+        ("clustrs: [demo]\n", None, "unknown option clustrs"),
     ],
 )
 def test_bad_options(aws, inventory, config, env, message):
@@ -300,5 +301,8 @@ def test_bad_options(aws, inventory, config, env, message):
 
 
 def test_file_name_must_match(aws, inventory):
-    rc, _, stderr = inventory("", name="test.aws_ec2.yml", expect_rc=1)
-    assert "buildfarm.ec2.instances" not in stderr or "verify" in stderr or rc != 0
+    launch(aws.client("ec2"), "demo", "builder")
+    _, _, stderr = inventory("", name="test.aws_ec2.yml", expect_rc=1)
+    assert "could not be verified by inventory plugin 'buildfarm.ec2.instances'" in stderr
+    _, data, _ = inventory("", name="test.buildfarm.yaml")
+    assert len(hostvars(data)) == 1
