@@ -107,7 +107,9 @@ def start_moto(tag_index, log):
 
 def seed(url, size):
     """SIZE instances of the bench cluster (1 host) and SIZE/10 of another; returns the seconds it took."""
-    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", data=b"", method="POST")).read()  # noqa: S310
+    urllib.request.urlopen(
+        urllib.request.Request(url + "/moto-api/reset", data=b"", method="POST")
+    ).read()  # noqa: S310
     ec2 = boto3.client(
         "ec2", region_name=REGION, endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="bench"
     )

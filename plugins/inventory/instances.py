@@ -108,7 +108,7 @@ plugin: buildfarm.ec2.instances
 regions: [eu-west-1]
 clusters: [demo]
 private_key_file: ~/.ssh/buildfarm-{cluster}.pem
-
+---
 # Two regions, public addresses first, a group per instance type, cached for ten minutes.
 plugin: buildfarm.ec2.instances
 regions: [eu-west-1, eu-central-1]
@@ -364,9 +364,7 @@ class InventoryModule(AWSInventoryBase):
             known.update(definition.get("aliases") or [])
         unknown = sorted(str(k) for k in config if k not in known)
         if unknown:
-            self._do_fail(
-                "unknown option%s %s in %s" % ("s" if len(unknown) > 1 else "", ", ".join(unknown), path)
-            )
+            self._do_fail("unknown option%s %s in %s" % ("s" if len(unknown) > 1 else "", ", ".join(unknown), path))
         return config
 
     def verify_file(self, path):
