@@ -63,6 +63,14 @@ options:
       - name: AWS_URL
       - name: AWS_ENDPOINT_URL_EC2
       - name: AWS_ENDPOINT_URL
+  session_token:
+    description:
+      - AWS STS session token for temporary credentials (AWX/Tower injects C(AWS_SECURITY_TOKEN)).
+    type: str
+    aliases: [aws_session_token]
+    env:
+      - name: AWS_SESSION_TOKEN
+      - name: AWS_SECURITY_TOKEN
   instance_states:
     description:
       - Instance states to list. Stopped and terminated instances are left out by default.
