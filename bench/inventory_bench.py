@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Inventory build time: buildfarm.ec2.instances vs amazon.aws.aws_ec2 on one moto server (not a test).
 
 For each size, the server holds SIZE instances of cluster ``bench`` (one ``host``, the rest ``builder``)

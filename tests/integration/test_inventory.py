@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -36,7 +37,7 @@ def launch(ec2, cluster, role, count=1, instance_type="t3.micro", run_id="r1", e
 
 @pytest.fixture
 def inventory(aws, tmp_path):
-    """Write a ``.buildfarm.yml`` config and run ``ansible-inventory --list`` on it; returns (rc, data, stderr)."""
+    """Write a ``.buildfarm.yml`` config and run ``ansible-inventory --list`` on it; returns rc, data, stderr."""
 
     def run(config, env=None, args=(), name="test.buildfarm.yml", expect_rc=0):
         path = tmp_path / name
@@ -62,7 +63,7 @@ def inventory(aws, tmp_path):
             ok = proc.returncode == 0 if expect_rc == 0 else proc.returncode != 0
             assert ok, "rc=%d\n%s\n%s" % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
         data = json.loads(proc.stdout) if proc.returncode == 0 else {}
-        return proc.returncode, data, proc.stderr
+        return SimpleNamespace(rc=proc.returncode, data=data, stderr=proc.stderr)
 
     return run
 
@@ -98,7 +99,7 @@ def test_groups_and_hostvars(aws, inventory):
     launch(ec2, "skip", "builder")
     ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1)  # no cluster tag: never listed
 
-    _, data, _ = inventory("clusters: [demo, other-1]\nprivate_key_file: /keys/{cluster}.pem\n")
+    data = inventory("clusters: [demo, other-1]\nprivate_key_file: /keys/{cluster}.pem\n").data
     found = by_id(data)
     assert sorted(found) == sorted(host + builders + other)
     assert hosts_of(data, "cluster_demo") == sorted(found[i][0] for i in host + builders)
@@ -130,7 +131,7 @@ def test_all_clusters_when_none_given(aws, inventory):
     ec2 = aws.client("ec2")
     ids = launch(ec2, "demo", "builder") + launch(ec2, "other", "host")
     ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1)
-    _, data, _ = inventory("ansible_user: ''\n")
+    data = inventory("ansible_user: ''\n").data
     assert sorted(by_id(data)) == sorted(ids)
     assert "ansible_user" not in next(iter(hostvars(data).values()))
     assert set(data) >= {"cluster_demo", "cluster_other", "host", "builder"}
@@ -139,13 +140,13 @@ def test_all_clusters_when_none_given(aws, inventory):
 def test_hostnames_preference_and_duplicates(aws, inventory):
     ec2 = aws.client("ec2")
     ids = launch(ec2, "demo", "builder", count=2)
-    _, data, _ = inventory("hostnames: [tag:Name, private-ip-address]\n")
+    data = inventory("hostnames: [tag:Name, private-ip-address]\n").data
     names = sorted(hostvars(data))
     # both are tagged Name=demo-builder: the later instance id gets a suffix
     assert names == ["demo-builder", "demo-builder_%s" % sorted(ids)[1]]
     assert plain(hostvars(data)["demo-builder"]["ansible_host"]).count(".") == 3
 
-    _, data, _ = inventory("hostnames: [instance-id, public-ip-address]\n")
+    data = inventory("hostnames: [instance-id, public-ip-address]\n").data
     assert sorted(hostvars(data)) == sorted(ids)
     described = {
         i["InstanceId"]: i for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]
@@ -170,7 +171,7 @@ keyed_groups:
   - key: buildfarm_run
     prefix: run
 """
-    _, data, _ = inventory(config)
+    data = inventory(config).data
     found = by_id(data)
     big_name, big_vars = found[big[0]]
     small_name, small_vars = found[small[0]]
@@ -187,10 +188,10 @@ keyed_groups:
 def test_strict_mode(aws, inventory):
     launch(aws.client("ec2"), "demo", "builder")
     config = "strict: %s\ncompose:\n  broken: no_such_variable + 1\nkeyed_groups:\n  - key: no_such_var\n"
-    _, data, _ = inventory(config % "false")
+    data = inventory(config % "false").data
     assert len(hostvars(data)) == 1
     assert "broken" not in next(iter(hostvars(data).values()))
-    rc, _, stderr = inventory(config % "true", expect_rc=1)
+    stderr = inventory(config % "true", expect_rc=1).stderr
     assert "buildfarm.ec2.instances" in stderr and "no_such_variable" in stderr
 
 
@@ -201,9 +202,9 @@ def test_stopped_instances_excluded_by_default(aws, inventory):
     ec2.stop_instances(InstanceIds=stopped)
     terminated = launch(ec2, "demo", "builder")
     ec2.terminate_instances(InstanceIds=terminated)
-    _, data, _ = inventory("")
+    data = inventory("").data
     assert sorted(by_id(data)) == running
-    _, data, _ = inventory("instance_states: [running, stopped]\n")
+    data = inventory("instance_states: [running, stopped]\n").data
     found = by_id(data)
     assert sorted(found) == sorted(running + stopped)
     assert found[stopped[0]][1]["instance_state"] == "stopped"
@@ -211,7 +212,7 @@ def test_stopped_instances_excluded_by_default(aws, inventory):
 
 def test_empty_result(aws, inventory):
     launch(aws.client("ec2"), "other", "builder")
-    _, data, _ = inventory("clusters: [demo]\n")
+    data = inventory("clusters: [demo]\n").data
     assert hostvars(data) == {}
     assert not any(g.startswith("cluster_") for g in data)
 
@@ -219,7 +220,7 @@ def test_empty_result(aws, inventory):
 def test_two_regions(aws, inventory):
     here = launch(aws.client("ec2"), "demo", "host")
     there = launch(aws.client("ec2", region="us-east-1"), "demo", "builder", count=2)
-    _, data, _ = inventory("regions: [eu-west-1, us-east-1]\n")
+    data = inventory("regions: [eu-west-1, us-east-1]\n").data
     found = by_id(data)
     assert sorted(found) == sorted(here + there)
     assert found[here[0]][1]["region"] == "eu-west-1"
@@ -227,7 +228,7 @@ def test_two_regions(aws, inventory):
     assert {found[i][1]["availability_zone"][:-1] for i in there} == {"us-east-1"}
     assert len(hosts_of(data, "cluster_demo")) == 3
     # only the configured region is queried (here from the environment when 'regions' is empty)
-    _, data, _ = inventory("", env={"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": None})
+    data = inventory("", env={"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": None}).data
     assert sorted(by_id(data)) == sorted(there)
 
 
@@ -238,7 +239,7 @@ def test_more_than_a_page(aws, inventory):
     # the server really pages at this size (moto counts reservations, AWS instances): a NextToken comes back
     page = ec2.describe_instances(Filters=tags.filters(cluster="big"), MaxResults=5)
     assert len(page["Reservations"]) == 5 and page.get("NextToken")
-    _, data, _ = inventory("clusters: [big]\npage_size: 5\n")
+    data = inventory("clusters: [big]\npage_size: 5\n").data
     assert sorted(by_id(data)) == sorted(ids)
     assert len(hosts_of(data, "cluster_big")) == 1100
 
@@ -249,35 +250,35 @@ def test_cache_serves_second_run_without_api(aws, inventory, tmp_path):
     config = "cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: %s\ncache_timeout: 3600\n" % (
         tmp_path / "cache"
     )
-    _, first, _ = inventory(config)
+    first = inventory(config).data
     assert sorted(by_id(first)) == sorted(ids)
     assert list((tmp_path / "cache").iterdir()), "nothing was cached"
 
     dead = {"AWS_ENDPOINT_URL": "http://127.0.0.1:%d" % free_port()}
     later = launch(ec2, "demo", "builder")
     # a dead endpoint: any API call would fail, so this answer comes from the cache alone
-    _, second, _ = inventory(config, env=dead)
+    second = inventory(config, env=dead).data
     assert second == first
     # --flush-cache forces the API call: the dead endpoint now fails with a clear message
-    _, _, stderr = inventory(config, env=dead, args=["--flush-cache"], expect_rc=1)
+    stderr = inventory(config, env=dead, args=["--flush-cache"], expect_rc=1).stderr
     assert "cannot reach the EC2 endpoint" in stderr
     # and against the live endpoint it refreshes (the instance launched since is there)
-    _, third, _ = inventory(config, args=["--flush-cache"])
+    third = inventory(config, args=["--flush-cache"]).data
     assert sorted(by_id(third)) == sorted(ids + later)
-    _, fourth, _ = inventory(config, env=dead)
+    fourth = inventory(config, env=dead).data
     assert sorted(by_id(fourth)) == sorted(ids + later)
 
 
 def test_missing_credentials(aws, inventory, tmp_path):
     env = {k: None for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
-    _, _, stderr = inventory("", env=env, expect_rc=1)
+    stderr = inventory("", env=env, expect_rc=1).stderr
     assert "no AWS credentials found" in stderr
 
 
 def test_unreachable_endpoint(aws, inventory):
     port = free_port()
-    _, _, stderr = inventory("endpoint_url: http://127.0.0.1:%d\n" % port, expect_rc=1)
+    stderr = inventory("endpoint_url: http://127.0.0.1:%d\n" % port, expect_rc=1).stderr
     assert "cannot reach the EC2 endpoint http://127.0.0.1:%d" % port in stderr
 
 
@@ -295,14 +296,14 @@ def test_unreachable_endpoint(aws, inventory):
 )
 def test_bad_options(aws, inventory, config, env, message):
     launch(aws.client("ec2"), "demo", "builder")
-    _, _, stderr = inventory(config, env=env, expect_rc=1)
+    stderr = inventory(config, env=env, expect_rc=1).stderr
     assert message in stderr
     assert "buildfarm.ec2.instances" in stderr
 
 
 def test_file_name_must_match(aws, inventory):
     launch(aws.client("ec2"), "demo", "builder")
-    _, _, stderr = inventory("", name="test.aws_ec2.yml", expect_rc=1)
+    stderr = inventory("", name="test.aws_ec2.yml", expect_rc=1).stderr
     assert "could not be verified by inventory plugin 'buildfarm.ec2.instances'" in stderr
-    _, data, _ = inventory("", name="test.buildfarm.yaml")
+    data = inventory("", name="test.buildfarm.yaml").data
     assert len(hostvars(data)) == 1
