@@ -307,3 +307,39 @@ def test_file_name_must_match(aws, inventory):
     assert "could not be verified by inventory plugin 'buildfarm.ec2.instances'" in stderr
     data = inventory("", name="test.buildfarm.yaml").data
     assert len(hostvars(data)) == 1
+
+
+REFRESH_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: One instance at the start (maybe from the cache)
+      ansible.builtin.assert:
+        that: groups['cluster_demo'] | length == 1
+    - name: Launch another one behind the inventory's back
+      ansible.builtin.command:
+        argv: ["{{ python }}", "-c", "{{ launch }}"]
+      changed_when: true
+    - name: Refresh
+      ansible.builtin.meta: refresh_inventory
+    - name: Both are there after the refresh, although the cache holds one
+      ansible.builtin.assert:
+        that: groups['cluster_demo'] | length == 2
+"""
+
+
+def test_refresh_inventory_bypasses_cache(aws, run_play, tmp_path):
+    launch(aws.client("ec2"), "demo", "builder")
+    config = tmp_path / "refresh.buildfarm.yml"
+    config.write_text(
+        "plugin: buildfarm.ec2.instances\ncache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+        "cache_connection: %s\ncache_timeout: 3600\n" % (tmp_path / "cache")
+    )
+    code = (
+        "import boto3; boto3.client('ec2').run_instances(ImageId=%r, MinCount=1, MaxCount=1, "
+        "TagSpecifications=[{'ResourceType': 'instance', 'Tags': [{'Key': 'buildfarm:cluster', 'Value': 'demo'}]}])"
+        % AMI
+    )
+    env = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "AWS_EC2_METADATA_DISABLED": "true"}
+    run_play(REFRESH_PLAY, inventory=str(config), extra_vars={"python": sys.executable, "launch": code}, env=env)
+    assert list((tmp_path / "cache").iterdir())
