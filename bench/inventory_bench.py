@@ -217,8 +217,8 @@ def bench(url, size, runs, workdir):
     run_inventory(cached, env, extra=("--flush-cache",))
     dead = dict(env, AWS_ENDPOINT_URL="http://127.0.0.1:%d" % free_port())
     dead["AWS_URL"] = dead["AWS_ENDPOINT_URL"]
-    cached_runs = [run_inventory(cached, dead)[:2] for _ in range(runs)]
-    in_proc = [in_process_cached(cached, dead) for _ in range(runs)]
+    cached_runs = [run_inventory(cached, dead)[:2] for i in range(runs)]
+    in_proc = [in_process_cached(cached, dead) for i in range(runs)]
 
     def med(name, k):
         return statistics.median(t[k] for t in times[name])
@@ -236,9 +236,9 @@ def bench(url, size, runs, workdir):
         "aws_ec2_cpu": med("aws_ec2", 1),
         "wall_ratio": med("ours", 0) / med("aws_ec2", 0),
         "cpu_ratio": med("ours", 1) / med("aws_ec2", 1),
-        "cached_wall": statistics.median(w for w, _ in cached_runs),
-        "cached_cpu": statistics.median(c for _, c in cached_runs),
-        "cached_plugin": statistics.median(s for s, _ in in_proc),
+        "cached_wall": statistics.median(run[0] for run in cached_runs),
+        "cached_cpu": statistics.median(run[1] for run in cached_runs),
+        "cached_plugin": statistics.median(run[0] for run in in_proc),
         "cached_hosts": in_proc[0][1],
         "raw": times,
     }

@@ -98,6 +98,7 @@ options:
     description:
       - The C(ansible_ssh_private_key_file) of every host, unset by default.
       - C({cluster}) in the path is replaced with the host's cluster name, so each cluster can have its key.
+        A leading C(~) is expanded.
     type: str
   role_group_prefix:
     description:
@@ -135,6 +136,7 @@ cache_connection: ~/.cache/buildfarm-inventory
 cache_timeout: 600
 """
 
+import os
 import re
 
 try:
@@ -301,7 +303,7 @@ class InventoryModule(AWSInventoryBase):
 
     def _populate(self, records, hostnames):
         user = self.get_option("ansible_user")
-        key_file = self.get_option("private_key_file")
+        key_file = os.path.expanduser(self.get_option("private_key_file") or "")
         role_prefix = self.get_option("role_group_prefix") or ""
         compose = self.get_option("compose")
         groups = self.get_option("groups")
