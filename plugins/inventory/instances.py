@@ -392,8 +392,20 @@ class InventoryModule(AWSInventoryBase):
         regions = self._regions()
         filters = self._filters()
 
-        was_cached, records = self.get_cached_result(path, cache)
-        if not was_cached:
+        # The cache entry remembers its query, so an edited file (other clusters, regions, states) is not
+        # answered from an entry made for the old one.
+        query = {"regions": regions, "filters": filters}
+        use_cache = bool(self.get_option("cache"))
+        records = None
+        if use_cache and cache:
+            try:
+                entry = self._cache[self.get_cache_key(path)]
+            except KeyError:
+                entry = None
+            if isinstance(entry, dict) and entry.get("query") == query:
+                records = entry.get("records")
+        if records is None:
             records = self._describe(regions, filters)
+            if use_cache:
+                self._cache[self.get_cache_key(path)] = {"query": query, "records": records}
         self._populate(records, hostnames)
-        self.update_cached_result(path, cache, records)

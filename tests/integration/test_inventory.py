@@ -267,6 +267,9 @@ def test_cache_serves_second_run_without_api(aws, inventory, tmp_path):
     assert sorted(by_id(third)) == sorted(ids + later)
     fourth = inventory(config, env=dead).data
     assert sorted(by_id(fourth)) == sorted(ids + later)
+    # an edited query (other clusters) is not answered from the entry made for the old one
+    stderr = inventory(config + "clusters: [other]\n", env=dead, expect_rc=1).stderr
+    assert "cannot reach the EC2 endpoint" in stderr
 
 
 def test_missing_credentials(aws, inventory, tmp_path):
