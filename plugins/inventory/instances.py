@@ -212,17 +212,34 @@ class InventoryModule(AWSInventoryBase):
 
     # Options -------------------------------------------------------------------------------------------------
 
+    def _plain_list_option(self, name):
+        """A list option with templated items, without amazon.aws's templating wrapper (deprecated arguments)."""
+        values = []
+        for value in super(AWSInventoryBase, self).get_option(name) or []:
+            if isinstance(value, str) and self.templar.is_template(value):
+                value = self.templar.template(value)
+            if value:
+                values.append(value)
+        return values
+
+    @staticmethod
+    def _known_regions():
+        """Region names botocore knows in any partition (from its endpoint data, not the large service model)."""
+        known = set()
+        for partition in botocore.session.get_session().get_data("endpoints").get("partitions", []):
+            known.update(partition.get("regions", {}))
+            endpoints = partition.get("services", {}).get("ec2", {}).get("endpoints", {})
+            known.update(name for name in endpoints if "fips" not in name)
+        return known
+
     def _regions(self):
-        regions = [r for r in self.get_option("regions") or [] if r] or [r for r in [self.get_option("region")] if r]
+        regions = self._plain_list_option("regions") or [r for r in [self.get_option("region")] if r]
         if not regions:
             self._do_fail(
                 "no region given: set 'regions' in %s or AWS_REGION/AWS_DEFAULT_REGION in the environment "
                 "(this plugin never scans every region)" % self._path
             )
-        known = set()
-        session = botocore.session.get_session()
-        for partition in session.get_available_partitions():
-            known.update(session.get_available_regions("ec2", partition_name=partition))
+        known = self._known_regions()
         unknown = [r for r in regions if r not in known]
         if unknown:
             self._do_fail(
