@@ -279,7 +279,11 @@ def main():
                     args.json.write_text(json.dumps(results, indent=2))
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     print("load average after: %.2f %.2f %.2f" % os.getloadavg())
     print()
     print("moto: %s" % ("tags indexed per resource" if args.tag_index else "stock"))
