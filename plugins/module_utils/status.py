@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -146,27 +145,28 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def _run(argv):
-    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    if result.returncode != 0:
-        raise RuntimeError("%s failed: %s" % (" ".join(argv), result.stderr.decode("utf-8", "replace").strip()))
-    return result.stdout.decode("utf-8", "replace").strip()
+def _output(run, argv):
+    rc, out, err = run(argv)
+    if rc != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(argv), (err or "").strip()))
+    return (out or "").strip()
 
 
-def detect_toolchain(compiler, which):
+def detect_toolchain(compiler, which, run):
     """Identify a gcc-style compiler: its version and one sha256 over the driver, cc1 and cc1plus binaries.
 
-    ``which`` resolves a command name to a path (module.get_bin_path). Returns (toolchain, binaries) where
-    binaries maps each hashed file (real path) to its own sha256.
+    ``which`` resolves a command name to a path (module.get_bin_path), ``run`` runs an argv and returns
+    (rc, stdout, stderr) as text (module.run_command). Returns (toolchain, binaries) where binaries maps each
+    hashed file (real path) to its own sha256.
     """
     driver = compiler if os.path.isabs(compiler) else which(compiler)
     if not driver or not os.path.exists(driver):
         raise RuntimeError("compiler %s not found" % compiler)
     driver = os.path.realpath(driver)
-    version = _run([driver, "-dumpfullversion", "-dumpversion"]).splitlines()[0]
+    version = _output(run, [driver, "-dumpfullversion", "-dumpversion"]).splitlines()[0]
     binaries = {driver: sha256_file(driver)}
     for prog in ("cc1", "cc1plus"):
-        found = _run([driver, "-print-prog-name=%s" % prog])
+        found = _output(run, [driver, "-print-prog-name=%s" % prog])
         if os.path.isabs(found) and os.path.exists(found):
             real = os.path.realpath(found)
             binaries[real] = sha256_file(real)
@@ -259,16 +259,15 @@ def describe(laggards, mismatches, phase="ready"):
     """One human message naming every laggard and every toolchain mismatch."""
     parts = []
     for lag in laggards:
-        who = lag["node"] or lag["url"]
         if lag["reason"] and lag["phase"] is None:
-            parts.append("%s (%s) %s" % (who, lag["url"], lag["reason"]))
-        else:
-            text = "%s (%s) is %s, not %s" % (who, lag["url"], lag["phase"], phase)
-            if lag["reason"]:
-                text += " (%s)" % lag["reason"]
-            if lag["error"]:
-                text += ", error: %s" % lag["error"]
-            parts.append(text)
+            parts.append("%s %s" % (lag["url"], lag["reason"]))
+            continue
+        text = "%s (%s) is %s, not %s" % (lag["node"], lag["url"], lag["phase"], phase)
+        if lag["reason"]:
+            text += " (%s)" % lag["reason"]
+        if lag["error"]:
+            text += ", error: %s" % lag["error"]
+        parts.append(text)
     for mis in mismatches:
         parts.append(
             "toolchain mismatch on %s (%s): %s sha256 %s, but %s has %s sha256 %s"

@@ -217,7 +217,7 @@ def main():
     if params["compiler"]:
         try:
             toolchain, binaries = bf_status.detect_toolchain(
-                params["compiler"], lambda name: module.get_bin_path(name, required=False)
+                params["compiler"], lambda name: module.get_bin_path(name, required=False), module.run_command
             )
         except (OSError, RuntimeError) as e:
             module.fail_json(msg="Cannot identify compiler %s: %s" % (params["compiler"], to_native(e)), **result)

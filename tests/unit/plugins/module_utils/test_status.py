@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 
@@ -165,19 +166,24 @@ def test_read_file_missing_and_garbage(tmp_path):
     assert status.read_file(str(tmp_path / "bad.json")) is None
 
 
+def run(argv):
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return result.returncode, result.stdout, result.stderr
+
+
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on the PATH")
 def test_detect_toolchain_hashes_the_real_compiler():
-    toolchain, binaries = status.detect_toolchain("gcc", shutil.which)
+    toolchain, binaries = status.detect_toolchain("gcc", shutil.which, run)
     assert toolchain["cc"] == "gcc"
     assert toolchain["version"][0].isdigit()
     assert len(toolchain["sha256"]) == 64
     assert any(os.path.basename(b) == "cc1" for b in binaries)
-    assert status.detect_toolchain("gcc", shutil.which)[0] == toolchain
+    assert status.detect_toolchain("gcc", shutil.which, run)[0] == toolchain
 
 
 def test_detect_toolchain_unknown_compiler():
     with pytest.raises(RuntimeError, match="not found"):
-        status.detect_toolchain("no-such-compiler-xyz", shutil.which)
+        status.detect_toolchain("no-such-compiler-xyz", shutil.which, run)
 
 
 # --- over HTTP -----------------------------------------------------------------------------------------
