@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import time
+from collections import namedtuple
 from datetime import datetime, timezone
 
 from ansible.module_utils.urls import open_url
@@ -26,6 +27,7 @@ SCHEMA = 1
 PHASES = ("booting", "configuring", "ready", "building", "done", "failed")
 KEYS = ("schema", "node", "role", "phase", "updated", "toolchain", "distcc", "error")
 TOOLCHAIN_KEYS = ("cc", "version", "sha256")
+WaitResult = namedtuple("WaitResult", ["ok", "docs", "laggards", "mismatches", "reference", "elapsed"])
 DISTCC_KEYS = ("port", "jobs")
 
 
@@ -300,7 +302,8 @@ def wait(
     A toolchain mismatch of a node that is already in the wanted phase does not heal by waiting: it ends the
     wait at once.
 
-    Returns (ok, docs, laggards, mismatches, reference, elapsed). docs maps url -> last document (or None).
+    Returns a WaitResult (ok, docs, laggards, mismatches, reference, elapsed); docs maps url -> last document
+    (or None).
     """
     start = clock.monotonic()
     while True:
@@ -318,7 +321,7 @@ def wait(
         elapsed = clock.monotonic() - start
         docs = {url: doc for url, doc, _reason in results}
         if not laggards and not mismatches:
-            return True, docs, laggards, mismatches, reference, elapsed
+            return WaitResult(True, docs, laggards, mismatches, reference, elapsed)
         if mismatches or elapsed + interval > timeout:
-            return False, docs, laggards, mismatches, reference, elapsed
+            return WaitResult(False, docs, laggards, mismatches, reference, elapsed)
         clock.sleep(interval)

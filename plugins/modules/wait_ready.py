@@ -145,7 +145,7 @@ def main():
     if bad:
         module.fail_json(msg="not an http(s) URL: %s" % ", ".join(bad))
 
-    ok, docs, laggards, mismatches, reference, elapsed = bf_status.wait(
+    waited = bf_status.wait(
         p["urls"],
         phase=p["phase"],
         expected_sha256=p["expected_sha256"],
@@ -157,23 +157,25 @@ def main():
     )
     result = dict(
         changed=False,
-        nodes=[{"url": url, "status": docs.get(url)} for url in p["urls"]],
-        laggards=laggards,
-        mismatches=mismatches,
-        toolchain_sha256=reference["sha256"] if reference else None,
-        elapsed=round(elapsed, 1),
+        nodes=[{"url": url, "status": waited.docs.get(url)} for url in p["urls"]],
+        laggards=waited.laggards,
+        mismatches=waited.mismatches,
+        toolchain_sha256=waited.reference["sha256"] if waited.reference else None,
+        elapsed=round(waited.elapsed, 1),
     )
-    if not ok:
-        if mismatches:
+    if not waited.ok:
+        if waited.mismatches:
             head = "Toolchain differs between nodes"
         else:
             head = "Timed out after %d s waiting for %d of %d nodes to be %s" % (
                 p["timeout"],
-                len(laggards),
+                len(waited.laggards),
                 len(p["urls"]),
                 p["phase"],
             )
-        module.fail_json(msg="%s: %s" % (head, bf_status.describe(laggards, mismatches, p["phase"])), **result)
+        module.fail_json(
+            msg="%s: %s" % (head, bf_status.describe(waited.laggards, waited.mismatches, p["phase"])), **result
+        )
     module.exit_json(**result)
 
 

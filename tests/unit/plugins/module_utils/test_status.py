@@ -212,10 +212,10 @@ def test_fetch_explains_failures(nodes):
 
 def test_wait_succeeds_when_all_ready_and_agree(nodes):
     a, b = nodes(doc(node="s1")), nodes(doc(node="s2"))
-    ok, docs, laggards, mismatches, reference, _ = status.wait([a.url, b.url], timeout=5, interval=0.1)
-    assert ok and not laggards and not mismatches
-    assert reference["sha256"] == "a" * 64
-    assert docs[b.url]["node"] == "s2"
+    result = status.wait([a.url, b.url], timeout=5, interval=0.1)
+    assert result.ok and not result.laggards and not result.mismatches
+    assert result.reference["sha256"] == "a" * 64
+    assert result.docs[b.url]["node"] == "s2"
 
 
 def test_wait_sees_a_node_become_ready(nodes):
@@ -224,10 +224,10 @@ def test_wait_sees_a_node_become_ready(nodes):
     timer.start()
     clock = CountingClock()
     try:
-        ok, _, laggards, _, _, _ = status.wait([a.url], timeout=20, interval=0.1, clock=clock)
+        result = status.wait([a.url], timeout=20, interval=0.1, clock=clock)
     finally:
         timer.cancel()
-    assert ok and not laggards and clock.sleeps >= 1
+    assert result.ok and not result.laggards and clock.sleeps >= 1
 
 
 def test_wait_times_out_naming_every_laggard(nodes):
@@ -235,12 +235,10 @@ def test_wait_times_out_naming_every_laggard(nodes):
     slow = nodes(doc(node="s2", phase="configuring"))
     broken = nodes(doc(node="s3", phase="failed", error="distccd did not start"))
     gone = closed_port_url()
-    ok, _, laggards, mismatches, _, _ = status.wait(
-        [ready.url, slow.url, broken.url, gone], timeout=1, interval=0.2, request_timeout=1
-    )
-    assert not ok and not mismatches
-    assert [lag["node"] for lag in laggards] == ["s2", "s3", None]
-    message = status.describe(laggards, mismatches)
+    result = status.wait([ready.url, slow.url, broken.url, gone], timeout=1, interval=0.2, request_timeout=1)
+    assert not result.ok and not result.mismatches
+    assert [lag["node"] for lag in result.laggards] == ["s2", "s3", None]
+    message = status.describe(result.laggards, result.mismatches)
     assert "s2 (%s) is configuring, not ready" % slow.url in message
     assert "s3" in message and "failed" in message and "distccd did not start" in message
     assert gone in message and "unreachable" in message
@@ -251,34 +249,32 @@ def test_toolchain_mismatch_names_node_and_both_versions_and_ends_the_wait(nodes
     a = nodes(doc(node="s1", sha="a" * 64, version="12.2.0"))
     b = nodes(doc(node="s2", sha="b" * 64, version="13.1.0"))
     clock = CountingClock()
-    ok, _, laggards, mismatches, _, _ = status.wait([a.url, b.url], timeout=600, interval=0.1, clock=clock)
-    assert not ok and not laggards
+    result = status.wait([a.url, b.url], timeout=600, interval=0.1, clock=clock)
+    assert not result.ok and not result.laggards
     assert clock.sleeps == 0  # ended by the mismatch at the first poll, not by the timeout
-    assert [m["node"] for m in mismatches] == ["s2"]
-    message = status.describe(laggards, mismatches)
+    assert [m["node"] for m in result.mismatches] == ["s2"]
+    message = status.describe(result.laggards, result.mismatches)
     assert "toolchain mismatch on s2" in message
     assert "gcc 13.1.0" in message and "gcc 12.2.0" in message and "s1" in message
 
 
 def test_expected_hash_is_the_reference(nodes):
     a = nodes(doc(node="s1", sha="a" * 64))
-    ok, _, _, mismatches, _, _ = status.wait(
+    result = status.wait(
         [a.url], expected_sha256="c" * 64, expected_version="gcc 12.2.0", expected_node="client", timeout=0
     )
-    assert not ok
-    message = status.describe([], mismatches)
+    assert not result.ok
+    message = status.describe([], result.mismatches)
     assert "toolchain mismatch on s1" in message and "client has gcc 12.2.0 sha256 " + "c" * 64 in message
-    ok, *_ = status.wait([a.url], expected_sha256="a" * 64, timeout=0)
-    assert ok
+    assert status.wait([a.url], expected_sha256="a" * 64, timeout=0).ok
 
 
 def test_ready_node_without_toolchain_is_a_laggard(nodes):
     a = nodes(dict(doc(node="s1"), toolchain=None))
-    ok, _, laggards, _, _, _ = status.wait([a.url], timeout=0)
-    assert not ok and laggards[0]["reason"] == "no toolchain sha256 reported"
+    result = status.wait([a.url], timeout=0)
+    assert not result.ok and result.laggards[0]["reason"] == "no toolchain sha256 reported"
 
 
 def test_other_phase_can_be_awaited(nodes):
     a = nodes(doc(node="s1", phase="done"))
-    ok, *_ = status.wait([a.url], phase="done", timeout=0)
-    assert ok
+    assert status.wait([a.url], phase="done", timeout=0).ok
