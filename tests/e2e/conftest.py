@@ -1,0 +1,137 @@
+"""End-to-end fixtures: a local cloud of this test session (own state dir and port), Lua sources from apt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
+
+
+def _containers(label):
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=" + label], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="session")
+def localcloud(tmp_path_factory):
+    """The local cloud, up for the session; yields its env. `down` must leave nothing behind."""
+    state = tmp_path_factory.mktemp("localcloud")
+    env = dict(os.environ, BUILDFARM_LOCALCLOUD_DIR=str(state))
+    up = subprocess.run([str(LOCALCLOUD), "up"], env=env, capture_output=True, text=True, check=False)
+    assert up.returncode == 0, up.stderr
+    cloud_env = {}
+    for line in up.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            cloud_env[key] = value.strip("'\"")
+    assert cloud_env.get("AWS_ENDPOINT_URL", "").startswith("http://127.0.0.1:")
+    yield cloud_env
+    down = subprocess.run([str(LOCALCLOUD), "down"], env=env, capture_output=True, text=True, check=False)
+    assert down.returncode == 0, down.stderr
+    assert _containers("buildfarm.localcloud.dir=%s" % state) == []
+
+
+@pytest.fixture(scope="session")
+def lua_sources():
+    dest = ROOT / "build" / "e2e" / "sources"
+    out = subprocess.run(
+        [str(ROOT / "examples" / "fetch-debian-source.sh"), "lua5.4", str(dest)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+class Cloud:
+    def __init__(self, env):
+        self.env = env
+
+    def client(self, name):
+        return boto3.client(
+            name,
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name=self.env["AWS_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def bucket(self, name):
+        s3 = self.client("s3")
+        if name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.env["AWS_REGION"]})
+        return name
+
+    def objects(self, bucket, prefix=""):
+        s3 = self.client("s3")
+        result = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                result[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        return result
+
+    def leftovers(self, cluster):
+        """Every resource still tagged with the cluster (terminated instances excluded), plus its containers."""
+        ec2 = self.client("ec2")
+        tag = [{"Name": "tag:buildfarm:cluster", "Values": [cluster]}]
+        live = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+        found = {
+            "instances": [
+                i["InstanceId"]
+                for r in ec2.describe_instances(Filters=tag + live)["Reservations"]
+                for i in r["Instances"]
+            ],
+            "vpcs": [v["VpcId"] for v in ec2.describe_vpcs(Filters=tag)["Vpcs"]],
+            "subnets": [s["SubnetId"] for s in ec2.describe_subnets(Filters=tag)["Subnets"]],
+            "security_groups": [g["GroupId"] for g in ec2.describe_security_groups(Filters=tag)["SecurityGroups"]],
+            "volumes": [v["VolumeId"] for v in ec2.describe_volumes(Filters=tag)["Volumes"]],
+            "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tag)["KeyPairs"]],
+        }
+        return {k: v for k, v in found.items() if v}
+
+
+@pytest.fixture(scope="session")
+def cloud(localcloud):
+    return Cloud(localcloud)
+
+
+@pytest.fixture
+def build(cloud, tmp_path):
+    """Run playbooks/build.yml on the local cloud with extra vars; returns (rc, stdout)."""
+
+    def run(extra_vars, timeout=1800):
+        params = tmp_path / "params.json"
+        params.write_text(json.dumps(dict({"work_dir": str(tmp_path / "runs")}, **extra_vars)))
+        env = dict(os.environ, **cloud.env)
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"),
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_FORCE_COLOR="false",
+            ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        )
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                str(ROOT / "playbooks" / "build.yml"),
+                "-e",
+                "@" + str(params),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    return run
