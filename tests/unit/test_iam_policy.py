@@ -70,7 +70,7 @@ ACTION_OF_OPERATION = {
     "s3:GetObjectTagging": "s3:GetObjectTagging",
 }
 
-CALL = re.compile(r"\.([a-z][a-z0-9_]*)\(")
+CALL = re.compile(r"\.([a-z][a-z0-9_]*)\s*[(,)]")  # calls, and methods passed as arguments (retry helpers)
 NAMED = re.compile(r"""(?:get_paginator|paginate|get_waiter)\(\s*(?:[A-Za-z_][\w.]*\s*,\s*)?["']([a-z0-9_]+)["']""")
 HELPER = re.compile(r"\b(%s)\(" % "|".join(EXTRA_ACTIONS))
 
