@@ -78,6 +78,7 @@ def test_failed_build_still_pushes_its_log_and_tears_down(build, cloud, lua_sour
     assert rc != 0
     assert "build failed: build script exited with status 3" in out
     objects = cloud.objects("buildfarm-e2e", "fail/")
+    assert "fail/build.log" in objects, out[-6000:]
     assert "compiling broken.c" in objects["fail/build.log"].decode()
     assert json.loads(objects["fail/report.json"])["build"]["status"] == "failed"
     assert cloud.leftovers("e2e-fail") == {}
