@@ -32,7 +32,7 @@ def localcloud(tmp_path_factory):
     cloud_env = {}
     for line in up.stdout.splitlines():
         if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
+            key, value = line[len("export ") :].split("=", 1)
             cloud_env[key] = value.strip("'\"")
     assert cloud_env.get("AWS_ENDPOINT_URL", "").startswith("http://127.0.0.1:")
     yield cloud_env

@@ -62,26 +62,52 @@ def test_lua_builds_across_the_cluster(build, cloud, lua_sources):
     assert cloud.leftovers("e2e-lua") == {}
 
 
-def test_failed_build_still_pushes_its_log_and_tears_down(build, cloud, lua_sources):
+def test_faults_on_a_kept_cluster_then_teardown(build, cloud):
+    """Three failing builds on one cluster: kept after the first two (keep_cluster), swept by the third."""
     cloud.bucket("buildfarm-e2e")
     params = dict(
         BASE,
-        cluster="e2e-fail",
+        cluster="e2e-fault",
         builders=1,
         vpc_cidr="10.92.0.0/16",
         subnet_cidr="10.92.0.0/24",
-        build_script_content="#!/bin/bash\necho compiling broken.c\nexit 3\n",
         build_timeout=300,
-        prefix="fail/",
+        keep_cluster=True,
     )
-    rc, out = build(params)
+
+    # 1. The script exits non-zero: the job fails, its log is still pushed, the kept cluster stays up.
+    rc, out = build(
+        dict(params, prefix="exit3/", build_script_content="#!/bin/bash\necho compiling broken.c\nexit 3\n")
+    )
     assert rc != 0
     assert "build failed: build script exited with status 3" in out
-    objects = cloud.objects("buildfarm-e2e", "fail/")
-    assert "fail/build.log" in objects, out[-6000:]
-    assert "compiling broken.c" in objects["fail/build.log"].decode()
-    assert json.loads(objects["fail/report.json"])["build"]["status"] == "failed"
-    assert cloud.leftovers("e2e-fail") == {}
+    objects = cloud.objects("buildfarm-e2e", "exit3/")
+    assert "exit3/build.log" in objects, out[-6000:]
+    assert "compiling broken.c" in objects["exit3/build.log"].decode()
+    assert json.loads(objects["exit3/report.json"])["build"]["status"] == "failed"
+    kept = cloud.leftovers("e2e-fault")
+    assert len(kept.get("instances", [])) == 2 and kept.get("vpcs"), kept
+
+    # 2. build_failed wins over exit 0 (same cluster, reused: nothing new is launched).
+    rc, out = build(dict(params, prefix="explicit/", build_script_content="build_failed 'tests broke'\nexit 0\n"))
+    assert rc != 0
+    assert "build failed: explicit build_failed: tests broke" in out
+    assert cloud.leftovers("e2e-fault")["instances"] == kept["instances"]
+
+    # 3. A hanging script (with a child) is killed at the timeout; without keep_cluster everything goes.
+    rc, out = build(
+        dict(
+            params,
+            prefix="hang/",
+            keep_cluster=False,
+            build_timeout=15,
+            build_script_content="sleep 1000 &\nsleep 1001\n",
+        )
+    )
+    assert rc != 0
+    assert "timed out after 15s and was killed with its whole process group" in out
+    assert "hang/build.log" in cloud.objects("buildfarm-e2e", "hang/")
+    assert cloud.leftovers("e2e-fault") == {}
 
 
 def test_bad_parameters_fail_before_any_resource(build, cloud):
