@@ -122,3 +122,33 @@ def test_bad_parameters_fail_before_any_resource(build, cloud):
         cloud.client("ec2").describe_vpcs(Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["Bad_Name"]}])["Vpcs"]
         == []
     )
+
+
+def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
+    """scheduler=slurm: munge + Slurm on every node, the build is an sbatch job on the build host."""
+    cloud.bucket("buildfarm-e2e")
+    script = (
+        "#!/bin/bash\n"
+        'echo "job ${SLURM_JOB_ID:-none} on $(hostname)"\n'
+        '[ -n "${SLURM_JOB_ID:-}" ] || build_failed "not running as a Slurm job"\n'
+        "printf 'int main(void){return 0;}\\n' > t.c && $CC -c t.c -o \"$BUILDFARM_OUTPUT_DIR/t.o\"\n"
+    )
+    params = dict(
+        BASE,
+        cluster="e2e-slurm",
+        builders=1,
+        scheduler="slurm",
+        vpc_cidr="10.93.0.0/16",
+        subnet_cidr="10.93.0.0/24",
+        build_script_content=script,
+        outputs=["*.o"],
+        build_timeout=300,
+        prefix="slurm/",
+    )
+    rc, out = build(params)
+    assert rc == 0, out[-8000:]
+    objects = cloud.objects("buildfarm-e2e", "slurm/")
+    assert "slurm/t.o" in objects
+    log = objects["slurm/build.log"].decode()
+    assert "job none" not in log and "job " in log, log[-3000:]
+    assert cloud.leftovers("e2e-slurm") == {}
