@@ -105,33 +105,51 @@ def cloud(localcloud):
     return Cloud(localcloud)
 
 
-@pytest.fixture
-def build(cloud, tmp_path):
-    """Run playbooks/build.yml on the local cloud with extra vars; returns (rc, stdout)."""
+class Runner:
+    """Runs playbooks of this checkout on the local cloud, with extra vars from a JSON file."""
 
-    def run(extra_vars, timeout=1800):
-        params = tmp_path / "params.json"
-        params.write_text(json.dumps(dict({"work_dir": str(tmp_path / "runs")}, **extra_vars)))
-        env = dict(os.environ, **cloud.env)
-        env.update(
+    def __init__(self, cloud, tmp_path):
+        self.tmp_path = tmp_path
+        self.env = dict(os.environ, **cloud.env)
+        self.env.update(
             ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"),
             ANSIBLE_LOCALHOST_WARNING="false",
             ANSIBLE_FORCE_COLOR="false",
             ANSIBLE_PYTHON_INTERPRETER=sys.executable,
         )
+
+    def command(self, playbook, extra_vars):
+        params = self.tmp_path / ("params-%s.json" % playbook.replace("/", "_"))
+        params.write_text(json.dumps(dict({"work_dir": str(self.tmp_path / "runs")}, **extra_vars)))
+        return [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            str(ROOT / "playbooks" / playbook),
+            "-e",
+            "@" + str(params),
+        ]
+
+    def run(self, playbook, extra_vars, timeout=1800):
         proc = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "ansible-playbook"),
-                str(ROOT / "playbooks" / "build.yml"),
-                "-e",
-                "@" + str(params),
-            ],
-            env=env,
+            self.command(playbook, extra_vars),
+            env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
         return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def runner(cloud, tmp_path):
+    return Runner(cloud, tmp_path)
+
+
+@pytest.fixture
+def build(runner):
+    """Run playbooks/build.yml on the local cloud with extra vars; returns (rc, output)."""
+
+    def run(extra_vars, timeout=1800):
+        return runner.run("build.yml", extra_vars, timeout)
 
     return run

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -152,3 +155,40 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
     log = objects["slurm/build.log"].decode()
     assert "job none" not in log and "job " in log, log[-3000:]
     assert cloud.leftovers("e2e-slurm") == {}
+
+
+def test_interrupted_run_is_cleaned_up_by_the_sweep_playbook(runner, cloud):
+    """Ctrl-C on the controller leaves the cluster behind; playbooks/sweep.yml removes all of it."""
+    params = dict(
+        BASE,
+        cluster="e2e-int",
+        builders=1,
+        vpc_cidr="10.94.0.0/16",
+        subnet_cidr="10.94.0.0/24",
+        build_script_content="sleep 600\n",
+        build_timeout=900,
+    )
+    proc = subprocess.Popen(
+        runner.command("build.yml", params),
+        env=runner.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while len(cloud.leftovers("e2e-int").get("instances", [])) < 2:
+            assert proc.poll() is None, "the playbook ended before its instances ran"
+            assert time.monotonic() < deadline, "no instances after 600 s"
+            time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert cloud.leftovers("e2e-int"), "an interrupted run should leave its cluster for the sweep"
+
+    rc, out = runner.run("sweep.yml", {"cluster": "e2e-int", "region": cloud.env["AWS_REGION"]})
+    assert rc == 0, out[-4000:]
+    assert cloud.leftovers("e2e-int") == {}
