@@ -6,6 +6,7 @@ import hashlib
 import json
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -192,3 +193,70 @@ def test_interrupted_run_is_cleaned_up_by_the_sweep_playbook(runner, cloud):
     rc, out = runner.run("sweep.yml", {"cluster": "e2e-int", "region": cloud.env["AWS_REGION"]})
     assert rc == 0, out[-4000:]
     assert cloud.leftovers("e2e-int") == {}
+
+
+def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_path):
+    """A builder dies during the build: distcc compiles locally instead (and says so), the job ends, all swept."""
+    cloud.bucket("buildfarm-e2e")
+    script = (
+        "#!/bin/bash\nset -e\n"
+        "# only the builder, so the compile has to try it\n"
+        "export DISTCC_HOSTS=\"$(tr ' ' '\\n' <<<\"$DISTCC_HOSTS\" | grep -v '^localhost' | tr '\\n' ' ')\"\n"
+        "export DISTCC_VERBOSE=1\n"
+        'touch "$BUILDFARM_SOURCE_DIR/../waiting"\n'
+        'for i in $(seq 120); do [ -e "$BUILDFARM_SOURCE_DIR/../go" ] && break; sleep 1; done\n'
+        "printf 'int main(void){return 0;}\\n' > t.c\n"
+        '$CC -c t.c -o "$BUILDFARM_OUTPUT_DIR/t.o"\n'
+    )
+    params = dict(
+        BASE,
+        cluster="e2e-kill",
+        builders=1,
+        vpc_cidr="10.95.0.0/16",
+        subnet_cidr="10.95.0.0/24",
+        build_script_content=script,
+        outputs=["*.o"],
+        build_timeout=600,
+        prefix="kill/",
+    )
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(zip(("rc", "out"), build(params), strict=True)))
+    worker.start()
+    ec2 = cloud.client("ec2")
+    tag = [{"Name": "tag:buildfarm:cluster", "Values": ["e2e-kill"]}]
+    deadline = time.monotonic() + 900
+    killed = None
+    while worker.is_alive() and killed is None and time.monotonic() < deadline:
+        host = [
+            i
+            for r in ec2.describe_instances(Filters=tag + [{"Name": "tag:buildfarm:role", "Values": ["host"]}])[
+                "Reservations"
+            ]
+            for i in r["Instances"]
+            if i["State"]["Name"] == "running"
+        ]
+        waiting = host and subprocess.run(
+            ["docker", "exec", "bf-lc-" + host[0]["InstanceId"], "test", "-e", "/srv/buildfarm/waiting"],
+            capture_output=True,
+            check=False,
+        )
+        if waiting and waiting.returncode == 0:
+            builder = [
+                i["InstanceId"]
+                for r in ec2.describe_instances(Filters=tag + [{"Name": "tag:buildfarm:role", "Values": ["builder"]}])[
+                    "Reservations"
+                ]
+                for i in r["Instances"]
+            ][0]
+            subprocess.run(["docker", "kill", "bf-lc-" + builder], capture_output=True, check=True)
+            subprocess.run(
+                ["docker", "exec", "bf-lc-" + host[0]["InstanceId"], "touch", "/srv/buildfarm/go"], check=True
+            )
+            killed = builder
+        time.sleep(2)
+    worker.join(timeout=900)
+    assert killed, result.get("out", "")[-6000:]
+    assert result["rc"] == 0, result["out"][-8000:]
+    log = cloud.objects("buildfarm-e2e", "kill/")["kill/build.log"].decode()
+    assert "running locally instead" in log, log[-3000:]
+    assert cloud.leftovers("e2e-kill") == {}
