@@ -23,7 +23,7 @@ BASE = {
 }
 
 
-def test_lua_builds_across_the_cluster(build, cloud, lua_sources):
+def test_lua_builds_across_the_cluster(build, cloud, lua_sources, tmp_path):
     cloud.bucket("buildfarm-e2e")
     params = dict(
         BASE,
@@ -52,6 +52,14 @@ def test_lua_builds_across_the_cluster(build, cloud, lua_sources):
     entries = {o["key"]: o for o in manifest["objects"]}
     for key in ("lua/bin/lua", "lua/bin/luac"):
         assert entries[key]["sha256"] == hashlib.sha256(objects[key]).hexdigest()
+    # The pushed binary is the real thing: it runs here (same Debian) and computes.
+    binary = tmp_path / "lua"
+    binary.write_bytes(objects["lua/bin/lua"])
+    binary.chmod(0o755)
+    assert (
+        subprocess.run([str(binary), "-e", "print(6*7)"], capture_output=True, text=True, check=True).stdout == "42\n"
+    )
+    assert {k for k in objects if k.startswith("lua/bin/")} == {"lua/bin/lua", "lua/bin/luac"}
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
     assert report["nodes"] == 3 and report["builders"] == 2

@@ -1,0 +1,60 @@
+"""build.yml run the way AWX runs a job template: ansible-runner, a private data dir, survey answers as extra
+vars (strings where AWX sends strings), the AWS credential injected as environment, on the local cloud."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import ansible_runner
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.engine
+
+
+def test_build_job_template_through_ansible_runner(cloud, tmp_path, monkeypatch):
+    cloud.bucket("buildfarm-awx")
+    pdd = tmp_path / "pdd"
+    (pdd / "env").mkdir(parents=True)
+    (pdd / "inventory").mkdir()
+    (pdd / "project").symlink_to(ROOT)  # AWX: the project's SCM checkout
+    (pdd / "inventory" / "hosts").write_text(
+        "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
+    )
+    envvars = {k: v for k, v in cloud.env.items() if k.startswith("AWS_")}
+    envvars["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / "build" / "collections")  # AWX: the execution environment
+    (pdd / "env" / "envvars").write_text(yaml.safe_dump(envvars))
+    survey = {
+        "cluster": "e2e-awx",
+        "region": cloud.env["AWS_REGION"],
+        "builders": 1,
+        "builder_type": "c6i.large",
+        "host_type": "t3.small",
+        "image_id": "ami-12c6146b",
+        "ssh_cidr": "10.0.0.0/8",
+        "vpc_cidr": "10.96.0.0/16",
+        "subnet_cidr": "10.96.0.0/24",
+        "source_dir": "{{ playbook_dir }}/../examples/hello/src",
+        "build_script": "{{ playbook_dir }}/../examples/hello/build.sh",
+        "outputs": ["hello"],
+        "bucket": "buildfarm-awx",
+        "build_timeout": 300,
+        "max_lifetime": 30,
+        "keep_cluster": "false",
+        "scheduler": "distcc",
+        "work_dir": str(tmp_path / "runs"),
+    }
+    (pdd / "env" / "extravars").write_text(yaml.safe_dump(survey))
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PATH", "%s:%s" % (Path(sys.executable).parent, os.environ["PATH"]))
+
+    runner = ansible_runner.run(private_data_dir=str(pdd), playbook="playbooks/build.yml", quiet=True)
+    output = runner.stdout.read()
+    assert runner.status == "successful", output[-8000:]
+    keys = set(cloud.objects("buildfarm-awx", "e2e-awx/"))
+    assert any(k.endswith("/hello") for k in keys) and any(k.endswith("/manifest.json") for k in keys), keys
+    assert cloud.leftovers("e2e-awx") == {}
