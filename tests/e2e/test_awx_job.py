@@ -24,6 +24,13 @@ def test_build_job_template_through_ansible_runner(cloud, tmp_path, monkeypatch)
     (pdd / "inventory" / "hosts").write_text(
         "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
     )
+    # The AWX inventory source: our plugin, for the cluster the job makes (empty when the job starts; the job
+    # adds its hosts in-run with add_host, as an AWX job must).
+    (pdd / "inventory" / "cluster.buildfarm.yml").write_text(
+        yaml.safe_dump(
+            {"plugin": "buildfarm.ec2.instances", "clusters": ["e2e-awx"], "regions": [cloud.env["AWS_REGION"]]}
+        )
+    )
     envvars = {k: v for k, v in cloud.env.items() if k.startswith("AWS_")}
     envvars["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / "build" / "collections")  # AWX: the execution environment
     (pdd / "env" / "envvars").write_text(yaml.safe_dump(envvars))
@@ -55,6 +62,7 @@ def test_build_job_template_through_ansible_runner(cloud, tmp_path, monkeypatch)
     runner = ansible_runner.run(private_data_dir=str(pdd), playbook="playbooks/build.yml", quiet=True)
     output = runner.stdout.read()
     assert runner.status == "successful", output[-8000:]
+    assert "Failed to parse" not in output and "Unable to parse" not in output, output[:4000]
     keys = set(cloud.objects("buildfarm-awx", "e2e-awx/"))
     assert any(k.endswith("/hello") for k in keys) and any(k.endswith("/manifest.json") for k in keys), keys
     assert cloud.leftovers("e2e-awx") == {}
