@@ -10,7 +10,9 @@ Order of work (so that a failure never leaves a manifest claiming success):
 2. Hash every selected file in one read (sha256). Files below ``multipart_threshold`` keep their bytes in
    memory and are uploaded from them in one PUT with ``ChecksumSHA256`` (S3 verifies the body against the hash),
    so they are read exactly once; larger files are streamed from disk by
-   s3transfer (multipart, parallel parts) after the hashing pass.
+   s3transfer (multipart, parallel parts, a CRC32 per part) after the hashing pass. Every request body
+   carries a checksum, so the client does not sign payloads (see ``aws.s3_client``); the ETags come from
+   the upload responses, not from a second listing.
 3. A file is skipped when the object under its key already carries the same sha256 (``x-amz-meta-sha256``).
    The previous manifest (one GET) records each object's ETag and sha256; when the listed ETag still matches,
    no HEAD is needed. Otherwise a HEAD per candidate (same size) decides.
@@ -309,6 +311,38 @@ class _Counter:
             self.value += amount
 
 
+class _ETags:
+    """Records the ETag of every object this client writes (from the PutObject / CompleteMultipartUpload
+    responses), so the manifest needs no second listing of the prefix."""
+
+    EVENTS = ("PutObject", "CompleteMultipartUpload")
+
+    def __init__(self, client):
+        self.client = client
+        self.etags = {}
+        self.lock = threading.Lock()
+
+    def _params(self, params, context, **kwargs):
+        context["buildfarm_key"] = params.get("Key")
+
+    def _response(self, parsed, context, **kwargs):
+        key = context.get("buildfarm_key")
+        if key and parsed.get("ETag"):
+            with self.lock:
+                self.etags[key] = parsed["ETag"]
+
+    def start(self):
+        for op in self.EVENTS:
+            self.client.meta.events.register("before-parameter-build.s3.%s" % op, self._params)
+            self.client.meta.events.register("after-call.s3.%s" % op, self._response)
+        return self
+
+    def stop(self):
+        for op in self.EVENTS:
+            self.client.meta.events.unregister("before-parameter-build.s3.%s" % op, self._params)
+            self.client.meta.events.unregister("after-call.s3.%s" % op, self._response)
+
+
 class _Done:
     """s3transfer subscriber that releases a memory slot when a transfer ends."""
 
@@ -428,6 +462,7 @@ def push(s3, params, check_mode=False):
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(entry["sha256"])).decode()
             upload = manager.upload(io.BytesIO(data), bucket, entry["key"], extra, [_Done(counter, slots)])
         else:
+            extra["ChecksumAlgorithm"] = "CRC32"  # S3 verifies every part, whatever the client's checksum defaults
             upload = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
         uploads.append((entry, upload))
 
@@ -436,6 +471,7 @@ def push(s3, params, check_mode=False):
     # blocking on one it hands the oldest prepared file to s3transfer, so the pipeline cannot deadlock.
     pool = ThreadPoolExecutor(max_workers=min(concurrency, 8))
     pending = collections.deque()
+    written = _ETags(raw).start()
     try:
         for local in files:
             keep = local["size"] < threshold and not check_mode
@@ -449,19 +485,21 @@ def push(s3, params, check_mode=False):
             pending.append(pool.submit(prepare, local, keep))
         while pending:
             consume(pending.popleft())
+        pool.shutdown()
+        if manager is not None:
+            for entry, future in uploads:
+                try:
+                    future.result()
+                except Exception as e:  # every failure is reported together below
+                    errors.append("%s: %s" % (entry["key"], e))
+            manager.shutdown()
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         if manager is not None:
             manager.shutdown(cancel=True)
         raise
-    pool.shutdown()
-    if manager is not None:
-        for entry, future in uploads:
-            try:
-                future.result()
-            except Exception as e:  # every failure is reported together below
-                errors.append("%s: %s" % (entry["key"], e))
-        manager.shutdown()
+    finally:
+        written.stop()
     if errors:
         raise ArtifactError(
             "%d of %d uploads failed, no manifest was written: %s" % (len(errors), len(uploads), "; ".join(errors[:10]))
@@ -483,10 +521,10 @@ def push(s3, params, check_mode=False):
 
     # 4. The manifest, last.
     uploaded = [e for e in entries if e["status"] == "uploaded"]
-    if uploaded and not check_mode:
-        after = list_remote(s3, bucket, prefix)
-        for e in uploaded:
-            e["etag"] = after.get(e["key"], {}).get("etag")
+    if not check_mode and any(e["key"] not in written.etags for e in uploaded):
+        written.etags.update((k, v["etag"]) for k, v in list_remote(s3, bucket, prefix).items())
+    for e in uploaded:
+        e["etag"] = written.etags.get(e["key"])
     for e in entries:
         if e["status"] == "unchanged":
             e["etag"] = remote[e["key"]]["etag"]
@@ -516,6 +554,7 @@ def push(s3, params, check_mode=False):
             Bucket=bucket,
             Key=manifest_key,
             Body=body,
+            ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode(),
             aws_retry=True,
             **upload_extra_args(params, hashlib.sha256(body).hexdigest(), MANIFEST_NAME),
         )

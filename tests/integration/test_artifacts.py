@@ -211,8 +211,14 @@ def test_push_manifest_and_unchanged_repush(s3, proxy, outputs, tmp_path, run_pl
         # Small files go in one PUT carrying our sha256 as the S3 checksum, which S3 verifies (moto does not).
         (put,) = [r for r in proxy.writes() if r[1].split("?")[0] == "/%s/%s" % (BUCKET, entry["key"])]
         assert base64.b64decode(put[3]["x-amz-checksum-sha256"]).hex() == entry["sha256"]
-    # The manifest is the last object written.
+        # ... so the body is not hashed once more for the signature, even on this http endpoint.
+        assert put[3]["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        # The ETag recorded is the one S3 gave the object (taken from the PUT response, not a second listing).
+        assert entry["etag"] == stored[entry["key"]]["ETag"]
+    assert len([r for r in proxy.requests if r[0] == "GET" and "list-type=2" in r[1]]) == 1
+    # The manifest is the last object written, and carries its own checksum.
     assert proxy.writes()[-1][1].split("?")[0].endswith("/manifest.json")
+    assert "x-amz-checksum-sha256" in proxy.writes()[-1][3]
 
     before = {k: (o["ETag"], o["LastModified"]) for k, o in _objects(s3).items()}
     proxy.reset()
@@ -269,6 +275,8 @@ def test_large_file_goes_multipart(s3, proxy, tmp_path, run_play):
     assert head["ContentLength"] == len(data)
     part_uploads = [r for r in proxy.writes() if "partNumber=" in r[1]]
     assert len(part_uploads) == 4
+    assert all(r[3].get("x-amz-checksum-crc32") for r in part_uploads)  # S3 verifies every part
+    assert _manifest(s3)["objects"][0]["etag"] == head["ETag"]
     stored = s3.get_object(Bucket=BUCKET, Key=PREFIX + "image.bin")["Body"].read()
     assert _sha(stored) == _sha(data)
 
