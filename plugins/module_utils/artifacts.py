@@ -469,7 +469,10 @@ def push(s3, params, check_mode=False):
     # Hashing runs in a pool, ahead of the uploads. Small files keep their bytes until s3transfer has sent
     # them; the slots bound that memory (2 x max_concurrency files). Only this thread takes slots, and before
     # blocking on one it hands the oldest prepared file to s3transfer, so the pipeline cannot deadlock.
+    # Large files are hashed one at a time, in order: the first can start uploading after one file's hash
+    # (instead of all of them finishing together), and the others hash while it uploads.
     pool = ThreadPoolExecutor(max_workers=min(concurrency, 8))
+    large_pool = ThreadPoolExecutor(max_workers=1)
     pending = collections.deque()
     written = _ETags(raw).start()
     try:
@@ -482,10 +485,12 @@ def push(s3, params, check_mode=False):
                     else:
                         slots.acquire()  # every slot belongs to a running upload, which releases it
                         break
-            pending.append(pool.submit(prepare, local, keep))
+            large = local["size"] >= threshold
+            pending.append((large_pool if large else pool).submit(prepare, local, keep))
         while pending:
             consume(pending.popleft())
         pool.shutdown()
+        large_pool.shutdown()
         if manager is not None:
             for entry, future in uploads:
                 try:
@@ -495,6 +500,7 @@ def push(s3, params, check_mode=False):
             manager.shutdown()
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
+        large_pool.shutdown(wait=True, cancel_futures=True)
         if manager is not None:
             manager.shutdown(cancel=True)
         raise
