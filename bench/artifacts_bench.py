@@ -290,12 +290,12 @@ def create_bucket(endpoint, bucket):
     return s3
 
 
-def _playbook(text, name, endpoint, bucket, src, workdir, env=ENV):
+def _playbook(text, name, endpoint, bucket, src, workdir, env=None):
     play = workdir / (name + ".yml")
     play.write_text(text)
     extra = json.dumps({"endpoint": endpoint, "bucket": bucket, "src": str(src), "aws": str(BIN / "aws")})
     cmd = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play), "-e", extra]
-    return run(cmd, env, name)
+    return run(cmd, env or ENV, name)
 
 
 def ours(endpoint, bucket, src, workdir):

@@ -18,10 +18,14 @@ description:
   - The configuration file name must end with C(.buildfarm.yml) or C(.buildfarm.yaml).
 author:
   - buildfarm.ec2 developers (@buildfarm-ec2)
+requirements:
+  # Stated here rather than through the amazon.aws.boto3 fragment, which imports botocore to render them: a run
+  # answered from the cache loads neither boto3 nor botocore.
+  - boto3 >= 1.34.0
+  - botocore >= 1.34.0
 extends_documentation_fragment:
   - constructed
   - inventory_cache
-  - amazon.aws.boto3
   - amazon.aws.common.plugins
   - amazon.aws.region.plugins
   - amazon.aws.assume_role.plugins
@@ -139,19 +143,13 @@ cache_timeout: 600
 import os
 import re
 
-try:
-    import botocore
-    import botocore.session
-    from botocore.config import Config
-except ImportError:
-    pass  # AWSInventoryBase.parse reports a missing SDK
-
+# boto3, botocore and amazon.aws are imported only when the API is asked (see InventoryModule._api): a run
+# answered from the cache does not pay for loading them.
 from ansible import constants as C
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
-from ansible_collections.amazon.aws.plugins.plugin_utils.inventory import AWSInventoryBase
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.buildfarm.ec2.plugins.module_utils import aws as bf_aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
 ADDRESS_KEYS = {
@@ -203,7 +201,7 @@ def preferred_address(record, hostnames):
     return record.get("private_ip_address") or record.get("public_ip_address")
 
 
-class InventoryModule(AWSInventoryBase):
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "buildfarm.ec2.instances"
     INVENTORY_FILE_SUFFIXES = (".buildfarm.yml", ".buildfarm.yaml")
 
@@ -212,19 +210,24 @@ class InventoryModule(AWSInventoryBase):
 
     # Options -------------------------------------------------------------------------------------------------
 
+    def _plain(self, value):
+        """A configuration value as plain data: templated when it is a template, and without Ansible's data tags
+        (origin, trust), which would otherwise travel into the cache and every host's variables."""
+        if isinstance(value, str):
+            return str(self.templar.template(value) if self.templar.is_template(value) else value)
+        if isinstance(value, (list, tuple)):
+            return [self._plain(v) for v in value]
+        return value
+
     def _plain_list_option(self, name):
-        """A list option with templated items, without amazon.aws's templating wrapper (deprecated arguments)."""
-        values = []
-        for value in super(AWSInventoryBase, self).get_option(name) or []:
-            if isinstance(value, str) and self.templar.is_template(value):
-                value = self.templar.template(value)
-            if value:
-                values.append(value)
-        return values
+        """A list option with templated, untagged items; empty items dropped."""
+        return [v for v in self._plain(self.get_option(name) or []) if v]
 
     @staticmethod
     def _known_regions():
         """Region names botocore knows in any partition (from its endpoint data, not the large service model)."""
+        import botocore.session
+
         known = set()
         for partition in botocore.session.get_session().get_data("endpoints").get("partitions", []):
             known.update(partition.get("regions", {}))
@@ -233,12 +236,16 @@ class InventoryModule(AWSInventoryBase):
         return known
 
     def _regions(self):
-        regions = self._plain_list_option("regions") or [r for r in [self.get_option("region")] if r]
+        regions = self._plain_list_option("regions") or [r for r in [self._plain(self.get_option("region"))] if r]
         if not regions:
             self._do_fail(
                 "no region given: set 'regions' in %s or AWS_REGION/AWS_DEFAULT_REGION in the environment "
                 "(this plugin never scans every region)" % self._path
             )
+        return list(dict.fromkeys(regions))
+
+    def _check_regions(self, regions):
+        """Fail on a region botocore does not know (checked before the API is asked, not on a cache hit)."""
         known = self._known_regions()
         unknown = [r for r in regions if r not in known]
         if unknown:
@@ -246,7 +253,6 @@ class InventoryModule(AWSInventoryBase):
                 "unknown region %s in 'regions'; known EC2 regions are: %s"
                 % (", ".join(repr(r) for r in unknown), ", ".join(sorted(known)))
             )
-        return list(dict.fromkeys(regions))
 
     def _hostnames(self):
         hostnames = self.get_option("hostnames") or []
@@ -262,7 +268,7 @@ class InventoryModule(AWSInventoryBase):
         return hostnames
 
     def _filters(self):
-        clusters = self.get_option("clusters") or []
+        clusters = self._plain_list_option("clusters")
         for cluster in clusters:
             error = bf_tags.validate_cluster_name(cluster)
             if error:
@@ -272,20 +278,43 @@ class InventoryModule(AWSInventoryBase):
             self._do_fail("'page_size' must be between 5 and 1000, got %d" % page_size)
         return bf_tags.filters(
             cluster=list(clusters) or None,
-            extra=[{"Name": "instance-state-name", "Values": list(self.get_option("instance_states"))}],
+            extra=[{"Name": "instance-state-name", "Values": self._plain_list_option("instance_states")}],
         )
 
     # AWS -----------------------------------------------------------------------------------------------------
 
+    def _api(self):
+        """amazon.aws's credential handling (profiles, assume_role_arn, endpoint_url, templated credentials,
+        missing-SDK errors) reading this source's options; imported here, when the API must be asked."""
+        from ansible_collections.amazon.aws.plugins.plugin_utils.inventory import AWSInventoryBase
+
+        class Api(AWSInventoryBase):
+            plugin_type = "inventory"
+
+        api = Api()
+        api._load_name, api._options, api._origins = self._load_name, self._options, self._origins
+        api.templar = self.templar
+        api._do_fail = self._do_fail
+        api.require_aws_sdk()
+        api._set_frozen_credentials()
+        return api
+
     def _describe(self, regions, filters):
         """Lean records of every matching instance in ``regions``, sorted by instance id."""
+        import botocore
+        from botocore.config import Config
+
+        from ansible_collections.buildfarm.ec2.plugins.module_utils import aws as bf_aws
+
+        self._check_regions(regions)
+        api = self._api()
         page_size = self.get_option("page_size")
         kwargs = {"Filters": filters}
         if page_size:
             kwargs["PaginationConfig"] = {"PageSize": page_size}
         records = []
         for region in regions:
-            conn = self.client("ec2", region=region, aws_config=Config(**CLIENT_CONFIG))
+            conn = api.client("ec2", region=region, aws_config=Config(**CLIENT_CONFIG))
             endpoint = conn.meta.endpoint_url
             try:
                 reservations = bf_aws.paginate(conn, "describe_instances", "Reservations", **kwargs)
@@ -401,6 +430,7 @@ class InventoryModule(AWSInventoryBase):
         self._path = path
         try:
             super().parse(inventory, loader, path, cache=cache)
+            self._read_config_data(path)
         except AnsibleParserError:
             raise
         except AnsibleError as e:

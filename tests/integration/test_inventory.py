@@ -35,11 +35,26 @@ def launch(ec2, cluster, role, count=1, instance_type="t3.micro", run_id="r1", e
     return ids
 
 
+# Builds the inventory in one Python process and reports which SDK modules that loaded.
+PROBE = """
+import json, sys
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader([sys.argv[1]])
+from ansible.parsing.dataloader import DataLoader
+from ansible.inventory.manager import InventoryManager
+inventory = InventoryManager(loader=DataLoader(), sources=[sys.argv[2]])
+loaded = [m for m in ("boto3", "botocore", "ansible_collections.amazon.aws.plugins.plugin_utils.inventory")
+          if m in sys.modules]
+print(json.dumps({"hosts": len(inventory.hosts), "loaded": loaded}))
+"""
+
+
 @pytest.fixture
 def inventory(aws, tmp_path):
-    """Write a ``.buildfarm.yml`` config and run ``ansible-inventory --list`` on it; returns rc, data, stderr."""
+    """Write a ``.buildfarm.yml`` config and run ``ansible-inventory --list`` on it (or, with ``probe``, build it
+    in one process and report the loaded SDK modules); returns rc, data, stderr."""
 
-    def run(config, env=None, args=(), name="test.buildfarm.yml", expect_rc=0):
+    def run(config, env=None, args=(), name="test.buildfarm.yml", expect_rc=0, probe=False):
         path = tmp_path / name
         text = "plugin: buildfarm.ec2.instances\n" + config
         path.write_text(text)
@@ -58,6 +73,8 @@ def inventory(aws, tmp_path):
             else:
                 full_env[key] = value
         cmd = [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(path), "--list", *args]
+        if probe:
+            cmd = [sys.executable, "-c", PROBE, str(COLLECTIONS), str(path)]
         proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=900, check=False)
         if expect_rc is not None:
             ok = proc.returncode == 0 if expect_rc == 0 else proc.returncode != 0
@@ -270,6 +287,17 @@ def test_cache_serves_second_run_without_api(aws, inventory, tmp_path):
     # an edited query (other clusters) is not answered from the entry made for the old one
     stderr = inventory(config + "clusters: [other]\n", env=dead, expect_rc=1).stderr
     assert "cannot reach the EC2 endpoint" in stderr
+
+
+def test_cached_run_loads_no_sdk(aws, inventory, tmp_path):
+    """A run answered from the cache imports neither boto3/botocore nor amazon.aws's plugin base (about half of
+    a cached run's time); a run that asks the API does."""
+    launch(aws.client("ec2"), "demo", "builder", count=2)
+    config = "cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: %s\n" % (tmp_path / "cache")
+    cold = inventory(config, probe=True).data
+    assert cold["hosts"] == 2 and "botocore" in cold["loaded"]
+    warm = inventory(config, env={"AWS_ENDPOINT_URL": "http://127.0.0.1:%d" % free_port()}, probe=True).data
+    assert warm == {"hosts": 2, "loaded": []}
 
 
 def test_missing_credentials(aws, inventory, tmp_path):
