@@ -5,7 +5,8 @@ plus SIZE/10 instances of another cluster. Both plugins list the ``bench`` clust
 one region and produce the same groups (``cluster_bench``, ``host``, ``builder``): ours by itself, aws_ec2
 with the same server-side filters and ``keyed_groups`` on the tags. The runs of ``ansible-inventory --list``
 alternate between the two plugins; the report gives medians of wall time and of the child's CPU time
-(user+sys, the controller's own work) and the ratio ours/aws_ec2, plus cached runs of ours.
+(user+sys, the controller's own work) and the ratio ours/aws_ec2, plus cached runs of both (the inventory
+build inside one process, answered from a jsonfile cache with the endpoint dead).
 
 ``--moto-tag-index`` (the default) serves tags from moto's per-resource dict instead of moto's
 ``describe_tags`` scan over every tag of the region, which moto runs once per instance and per filter: that
@@ -71,6 +72,11 @@ clusters: [{cluster}]
 hostnames: [instance-id, private-ip-address]
 """
 OURS_CACHED = OURS + """cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: {cache}
+cache_timeout: 3600
+"""
+CACHE = """cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: {cache}
 cache_timeout: 3600
@@ -217,6 +223,8 @@ def bench(url, size, runs, workdir):
     theirs.write_text(AWS_EC2.format(**values))
     cached = workdir / ("cached-%d.buildfarm.yml" % size)
     cached.write_text(OURS_CACHED.format(**values))
+    their_cached = workdir / ("theirs-cached-%d.aws_ec2.yml" % size)
+    their_cached.write_text((AWS_EC2 + CACHE).format(**dict(values, cache=workdir / ("their-cache-%d" % size))))
 
     times = {"ours": [], "aws_ec2": []}
     outputs = {}
@@ -235,6 +243,9 @@ def bench(url, size, runs, workdir):
     dead["AWS_URL"] = dead["AWS_ENDPOINT_URL"]
     cached_runs = [run_inventory(cached, dead)[:2] for i in range(runs)]
     in_proc = [in_process_cached(cached, dead) for i in range(runs)]
+    run_inventory(their_cached, their_env, extra=("--flush-cache",))
+    their_dead = dict(dead, PYTHONPATH=their_env["PYTHONPATH"])
+    their_in_proc = [in_process_cached(their_cached, their_dead) for i in range(runs)]
     # The floor: ansible-inventory with a one-host static inventory.
     empty = [run_inventory("localhost,", env)[:2] for i in range(runs)]
 
@@ -258,6 +269,8 @@ def bench(url, size, runs, workdir):
         "cached_cpu": statistics.median(run[1] for run in cached_runs),
         "cached_plugin": statistics.median(run[0] for run in in_proc),
         "cached_hosts": in_proc[0][1],
+        "aws_ec2_cached_plugin": statistics.median(run[0] for run in their_in_proc),
+        "aws_ec2_cached_hosts": their_in_proc[0][1],
         "empty_wall": statistics.median(run[0] for run in empty),
         "empty_cpu": statistics.median(run[1] for run in empty),
         "raw": times,
@@ -296,12 +309,13 @@ def main():
     print("moto: %s" % ("tags indexed per resource" if args.tag_index else "stock"))
     print(
         "| instances | same groups | ours wall s | aws_ec2 wall s | wall ratio | ours cpu s | aws_ec2 cpu s "
-        "| cpu ratio | cached run wall s | cached run cpu s | cached plugin s | `-i localhost,` wall s |"
+        "| cpu ratio | cached run wall s | cached run cpu s | cached plugin s | aws_ec2 cached plugin s"
+        " | cached ratio | `-i localhost,` wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            "| %d | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.3f | %.2f |"
+            "| %d | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.2f | %.2f |"
             % (
                 r["hosts"],
                 "yes" if r["same_groups"] else "NO",
@@ -314,6 +328,8 @@ def main():
                 r["cached_wall"],
                 r["cached_cpu"],
                 r["cached_plugin"],
+                r["aws_ec2_cached_plugin"],
+                r["cached_plugin"] / r["aws_ec2_cached_plugin"],
                 r["empty_wall"],
             )
         )

@@ -26,6 +26,17 @@ if not (COLLECTIONS / "ansible_collections" / "buildfarm" / "ec2").exists():
 sys.path.insert(0, str(COLLECTIONS))
 
 REGION = "eu-west-1"
+# The head of every integration test play: localhost, with the collection's AWS modules (action group
+# buildfarm.ec2.aws) pointed at the moto server, or at ``endpoint`` when the test passes one (a proxy).
+AWS_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/buildfarm.ec2.aws:
+      endpoint_url: "{{ endpoint | default(lookup('env', 'AWS_ENDPOINT_URL')) }}"
+      region: %s
+  tasks:
+""" % REGION
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -17,17 +17,12 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.conftest import AWS_PLAY
+
 BUCKET = "bf-artifacts"
 PREFIX = "demo/r1/"
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/buildfarm.ec2.aws:
-      endpoint_url: "{{ endpoint }}"
-      region: eu-west-1
-  tasks:
+PLAY = AWS_PLAY + """
     - name: Push
       buildfarm.ec2.artifacts:
         cluster: demo

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags
+from tests.conftest import AWS_PLAY
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/buildfarm.ec2.aws:
-      endpoint_url: "{{ lookup('env', 'AWS_ENDPOINT_URL') }}"
-      region: eu-west-1
-  tasks:
+PLAY = AWS_PLAY + """
     - name: List
       buildfarm.ec2.cluster_info:
         cluster: "{{ cluster }}"

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/buildfarm.ec2.aws:
-      endpoint_url: "{{ lookup('env', 'AWS_ENDPOINT_URL') }}"
-      region: eu-west-1
-  tasks:
+from tests.conftest import AWS_PLAY
+
+PLAY = AWS_PLAY + """
     - name: Network
       buildfarm.ec2.network:
         cluster: "{{ cluster | default('demo') }}"

@@ -12,18 +12,12 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags
+from tests.conftest import AWS_PLAY
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP_PLAYBOOK = ROOT / "playbooks" / "sweep.yml"
 
-BUILD = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/buildfarm.ec2.aws:
-      endpoint_url: "{{ lookup('env', 'AWS_ENDPOINT_URL') }}"
-      region: eu-west-1
-  tasks:
+BUILD = AWS_PLAY + """
     - name: Network
       buildfarm.ec2.network:
         cluster: "{{ cluster }}"
@@ -61,14 +55,7 @@ BUILD = """
         availability_zone: "{{ fleet.instances[0].availability_zone }}"
 """
 
-SWEEP = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/buildfarm.ec2.aws:
-      endpoint_url: "{{ lookup('env', 'AWS_ENDPOINT_URL') }}"
-      region: eu-west-1
-  tasks:
+SWEEP = AWS_PLAY + """
     - name: Sweep
       buildfarm.ec2.sweep:
         cluster: "{{ cluster | default(omit) }}"
