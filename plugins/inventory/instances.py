@@ -213,15 +213,21 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _plain(self, value):
         """A configuration value as plain data: templated when it is a template, and without Ansible's data tags
         (origin, trust), which would otherwise travel into the cache and every host's variables."""
+        if isinstance(value, str) and self.templar.is_template(value):
+            value = self.templar.template(value)
         if isinstance(value, str):
-            return str(self.templar.template(value) if self.templar.is_template(value) else value)
+            return str(value)
         if isinstance(value, (list, tuple)):
             return [self._plain(v) for v in value]
         return value
 
     def _plain_list_option(self, name):
-        """A list option with templated, untagged items; empty items dropped."""
-        return [v for v in self._plain(self.get_option(name) or []) if v]
+        """A list option with templated, untagged items (an item that renders to a list is spliced in); empty
+        items dropped."""
+        values = []
+        for value in self._plain(self.get_option(name) or []):
+            values.extend(value if isinstance(value, list) else [value])
+        return [v for v in values if v]
 
     @staticmethod
     def _known_regions():

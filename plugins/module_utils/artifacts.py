@@ -528,7 +528,8 @@ def push(s3, params, check_mode=False):
     # 4. The manifest, last.
     uploaded = [e for e in entries if e["status"] == "uploaded"]
     if not check_mode and any(e["key"] not in written.etags for e in uploaded):
-        written.etags.update((k, v["etag"]) for k, v in list_remote(s3, bucket, prefix).items())
+        for key, listed in list_remote(s3, bucket, prefix).items():  # a response without an ETag (rare)
+            written.etags.setdefault(key, listed["etag"])
     for e in uploaded:
         e["etag"] = written.etags.get(e["key"])
     for e in entries:

@@ -300,6 +300,23 @@ def test_cached_run_loads_no_sdk(aws, inventory, tmp_path):
     assert warm == {"hosts": 2, "loaded": []}
 
 
+def test_templated_options_and_plain_cache(aws, inventory, tmp_path):
+    """Options may be templates; what reaches the cache and the hosts is plain data (no origin/trust tags)."""
+    ec2 = aws.client("ec2")
+    ids = launch(ec2, "demo", "builder", count=2)
+    launch(ec2, "other", "builder")
+    config = (
+        "regions: [\"{{ lookup('env', 'BF_REGION') }}\"]\n"
+        "clusters: [\"{{ lookup('env', 'BF_CLUSTER') }}\"]\n"
+        "cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: %s\n" % (tmp_path / "cache")
+    )
+    data = inventory(config, env={"BF_REGION": aws.region, "BF_CLUSTER": "demo"}).data
+    assert sorted(by_id(data)) == sorted(ids)
+    assert {plain(v["region"]) for v in hostvars(data).values()} == {aws.region}
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert "__ansible" not in entry.read_text()  # no tagged value was serialised
+
+
 def test_missing_credentials(aws, inventory, tmp_path):
     env = {k: None for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
