@@ -16,7 +16,8 @@ description:
     (C(x-amz-meta-sha256)). A file whose object already carries the same sha256 is skipped, so an unchanged
     re-push sends no bytes and reports no change. Files below O(multipart_threshold) are uploaded from the
     bytes read for hashing, in one PUT that carries the sha256 as its S3 checksum (S3 rejects a corrupted
-    body); larger ones are streamed again from disk in parallel parts (botocore checksums each part).
+    body); larger ones are streamed again from disk in parallel parts, each with a CRC32 S3 verifies. As every
+    body carries a checksum, payloads are not signed as well (this saves a hash of every byte on http endpoints).
   - Transfers use boto3's s3transfer (C(TransferConfig)) for multipart and parallel uploads.
   - Inputs, the bucket and access to the prefix are checked before any upload. The previous manifest is
     deleted before the first upload and the new one is written only after every upload succeeded, so a
