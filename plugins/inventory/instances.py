@@ -301,19 +301,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         api._load_name, api._options, api._origins = self._load_name, self._options, self._origins
         api.templar = self.templar
         api._do_fail = self._do_fail
-        api.require_aws_sdk()
-        api._set_frozen_credentials()
+        api.require_aws_sdk()  # a clear error when boto3/botocore are missing or too old
         return api
 
     def _describe(self, regions, filters):
         """Lean records of every matching instance in ``regions``, sorted by instance id."""
+        api = self._api()
         import botocore
         from botocore.config import Config
 
         from ansible_collections.buildfarm.ec2.plugins.module_utils import aws as bf_aws
 
         self._check_regions(regions)
-        api = self._api()
+        api._set_frozen_credentials()  # assume_role_arn: one STS call
         page_size = self.get_option("page_size")
         kwargs = {"Filters": filters}
         if page_size:
