@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import http.client
 import json
 import os
 import shutil
@@ -28,13 +27,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.s3proxy import CountingProxy  # noqa: E402 (the counting proxy the artifacts tests use)
+
 BIN = Path(sys.executable).parent
 COLLECTIONS = ROOT / "build" / "collections"
 REGION = "eu-west-1"
@@ -142,76 +142,6 @@ class Moto:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-class CountingProxy:
-    """Reverse proxy on loopback that forwards to moto and counts requests and request-body bytes."""
-
-    def __init__(self, upstream):
-        host, port = upstream.removeprefix("http://").split(":")
-        self.requests = 0
-        self.body_bytes = 0
-        self.writes = 0
-        lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _forward(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    parts = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            break
-                        parts.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    body = b"".join(parts)
-                else:
-                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    proxy.requests += 1
-                    proxy.body_bytes += len(body)
-                    if self.command in ("PUT", "POST") and "delete" not in self.path:
-                        proxy.writes += 1
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in ("expect", "transfer-encoding", "content-length", "connection")
-                }
-                headers["Content-Length"] = str(len(body))
-                conn = http.client.HTTPConnection(host, int(port), timeout=300)
-                try:
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    data = response.read()
-                finally:
-                    conn.close()
-                self.send_response(response.status, response.reason)
-                for k, v in response.getheaders():
-                    if k.lower() not in ("transfer-encoding", "content-length", "connection", "server", "date"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def make_data(base, total, files):
@@ -456,9 +386,9 @@ def measure(moto, tool, set_name, src, total, args, workdir, number):
         cpu=round(first["cpu"], 2),
         server_cpu=round(server_cpu, 2),
         repush_seconds=round(again["seconds"], 2),
-        repush_body_bytes=proxy.body_bytes,
-        repush_writes=proxy.writes,
-        repush_requests=proxy.requests,
+        repush_body_bytes=sum(r[2] for r in proxy.requests),
+        repush_writes=len(proxy.writes()),
+        repush_requests=len(proxy.requests),
     )
     if again.get("detail") is not None:
         row["repush_bytes_uploaded"] = again["detail"].get("bytes_uploaded")
