@@ -224,7 +224,9 @@ def bench(url, size, runs, workdir):
     cached = workdir / ("cached-%d.buildfarm.yml" % size)
     cached.write_text(OURS_CACHED.format(**values))
     their_cached = workdir / ("theirs-cached-%d.aws_ec2.yml" % size)
-    their_cached.write_text((AWS_EC2 + CACHE).format(**dict(values, cache=workdir / ("their-cache-%d" % size))))
+    their_values = dict(values)
+    their_values["cache"] = workdir / ("their-cache-%d" % size)
+    their_cached.write_text((AWS_EC2 + CACHE).format(**their_values))
 
     times = {"ours": [], "aws_ec2": []}
     outputs = {}
