@@ -74,8 +74,16 @@ def test_lua_builds_across_the_cluster(build, cloud, lua_sources, tmp_path):
     assert cloud.leftovers("e2e-lua") == {}
 
 
-def test_faults_on_a_kept_cluster_then_teardown(build, cloud):
-    """Three failing builds on one cluster: kept after the first two (keep_cluster), swept by the third."""
+def _workspace_attachments(cloud, cluster):
+    (volume,) = cloud.client("ec2").describe_volumes(
+        Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}, {"Name": "tag:Name", "Values": ["workspace"]}]
+    )["Volumes"]
+    return [a["InstanceId"] for a in volume["Attachments"] if a["State"] == "attached"]
+
+
+def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
+    """Three failing builds on one cluster: kept after the first two (keep_cluster), swept by the third. On the
+    kept cluster, playbooks/handoff.yml moves a workspace volume to the builder and back, with its data."""
     cloud.bucket("buildfarm-e2e")
     params = dict(
         BASE,
@@ -105,6 +113,36 @@ def test_faults_on_a_kept_cluster_then_teardown(build, cloud):
     assert rc != 0
     assert "build failed: explicit build_failed: tests broke" in out
     assert cloud.leftovers("e2e-fault")["instances"] == kept["instances"]
+
+    # The workspace volume goes host -> builder (mounted by volume id, the command runs in it) -> host. The
+    # second hand-off reads on the builder what the first wrote: the data travelled with the volume.
+    handoff = dict(
+        cluster="e2e-fault",
+        handoff_size=1,
+        handoff_key=str(runner.tmp_path / "runs" / "e2e-fault" / "id_cluster"),
+    )
+    rc, out = runner.run("handoff.yml", dict(handoff, handoff_command="sh -c 'hostname > written-on && sync'"))
+    assert rc == 0, out[-6000:]
+    (host,) = [
+        i["InstanceId"]
+        for r in cloud.client("ec2").describe_instances(
+            Filters=[
+                {"Name": "tag:buildfarm:cluster", "Values": ["e2e-fault"]},
+                {"Name": "tag:buildfarm:role", "Values": ["host"]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+    assert _workspace_attachments(cloud, "e2e-fault") == [host]
+    rc, out = runner.run(
+        "handoff.yml", dict(handoff, handoff_command="""sh -c 'test "$(cat written-on)" = "$(hostname)"'""")
+    )
+    assert rc == 0, out[-6000:]
+    # A failing command fails the play, and the volume is back on the host all the same.
+    rc, out = runner.run("handoff.yml", dict(handoff, handoff_command="test -e no-such-file"))
+    assert rc != 0 and "Run the command" in out
+    assert _workspace_attachments(cloud, "e2e-fault") == [host]
 
     # 3. A hanging script (with a child) is killed at the timeout; without keep_cluster everything goes.
     rc, out = build(
