@@ -20,8 +20,12 @@ fi
 opts=(-q -o "Dir::Etc::SourceList=$state/empty.list" -o "Dir::Etc::SourceParts=$state/parts"
       -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache" -o APT::Sandbox::User=root)
 apt-get "${opts[@]}" update >/dev/null
-(cd "$state/download" && apt-get "${opts[@]}" source --download-only "$pkg" >/dev/null)
-orig="$(ls "$state/download"/*.orig.tar.* | head -n1)"
+# One download directory per package: DEST may hold several packages' sources, each unpacked from its own
+# orig tarball.
+download="$state/download/$pkg"
+mkdir -p "$download"
+(cd "$download" && apt-get "${opts[@]}" source --download-only "$pkg" >/dev/null)
+orig="$(ls "$download"/*.orig.tar.* | head -n1)"
 mkdir -p "$dest/$pkg"
 tar -xf "$orig" -C "$dest/$pkg" --strip-components=1
 echo "$dest/$pkg"

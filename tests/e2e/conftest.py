@@ -41,16 +41,26 @@ def localcloud(tmp_path_factory):
     assert _containers("buildfarm.localcloud.dir=%s" % state) == []
 
 
-@pytest.fixture(scope="session")
-def lua_sources():
+def _debian_source(package):
+    """The upstream sources of a Debian source package, fetched once with examples/fetch-debian-source.sh."""
     dest = ROOT / "build" / "e2e" / "sources"
     out = subprocess.run(
-        [str(ROOT / "examples" / "fetch-debian-source.sh"), "lua5.4", str(dest)],
+        [str(ROOT / "examples" / "fetch-debian-source.sh"), package, str(dest)],
         capture_output=True,
         text=True,
         check=True,
     )
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def lua_sources():
+    return _debian_source("lua5.4")
+
+
+@pytest.fixture(scope="session")
+def zlib_sources():
+    return _debian_source("zlib")
 
 
 class Cloud:

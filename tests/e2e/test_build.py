@@ -8,10 +8,13 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.engine
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = {
     "image_id": "ami-12c6146b",
@@ -72,6 +75,36 @@ def test_lua_builds_across_the_cluster(build, cloud, lua_sources, tmp_path):
     }
     assert len([h for h in remote_hosts if h.startswith("10.91.0.")]) >= 2, log[-4000:]
     assert cloud.leftovers("e2e-lua") == {}
+
+
+def test_zlib_example_as_shipped(build, cloud, zlib_sources):
+    """examples/zlib as a user runs it: its params' outputs and its build.sh (configure and make through the
+    distcc wrapper, zlib's own `make test`, `make install` into the output directory)."""
+    cloud.bucket("buildfarm-e2e")
+    example = yaml.safe_load((ROOT / "examples" / "zlib" / "params.yml").read_text())
+    params = dict(
+        BASE,
+        cluster="e2e-zlib",
+        builders=1,
+        vpc_cidr="10.97.0.0/16",
+        subnet_cidr="10.97.0.0/24",
+        source_dir=str(zlib_sources),
+        build_script=str(ROOT / "examples" / "zlib" / "build.sh"),
+        outputs=example["outputs"],
+        build_timeout=900,
+        prefix="zlib/",
+    )
+    rc, out = build(params)
+    assert rc == 0, out[-8000:]
+    objects = cloud.objects("buildfarm-e2e", "zlib/")
+    assert objects["zlib/lib/libz.a"].startswith(b"!<arch>\n")  # a real static library
+    header = objects["zlib/include/zlib.h"].decode()
+    version = (zlib_sources / "zlib.h").read_text().split('#define ZLIB_VERSION "')[1].split('"')[0]
+    assert '#define ZLIB_VERSION "%s"' % version in header
+    assert "*** zlib test OK ***" in objects["zlib/build.log"].decode()  # zlib's own tests passed on the cluster
+    manifest = {o["key"]: o for o in json.loads(objects["zlib/manifest.json"])["objects"]}
+    assert manifest["zlib/lib/libz.a"]["sha256"] == hashlib.sha256(objects["zlib/lib/libz.a"]).hexdigest()
+    assert cloud.leftovers("e2e-zlib") == {}
 
 
 def _workspace_attachments(cloud, cluster):
