@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -298,14 +299,6 @@ PAIRS = [
 ]
 
 
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="1GiB", help="bytes per data set (e.g. 1GiB, 256MiB)")
@@ -397,7 +390,8 @@ def measure(moto, tool, set_name, src, total, args, workdir, number):
 
 def render(runs, args, tools, started):
     def med(rows, key):
-        return median([r[key] for r in rows])
+        values = [r[key] for r in rows if r[key] is not None]
+        return statistics.median(values) if values else None
 
     def fmt(value, pattern="%.2f"):
         return "-" if value is None else pattern % value

@@ -527,9 +527,6 @@ def push(s3, params, check_mode=False):
 
     # 4. The manifest, last.
     uploaded = [e for e in entries if e["status"] == "uploaded"]
-    if not check_mode and any(e["key"] not in written.etags for e in uploaded):
-        for key, listed in list_remote(s3, bucket, prefix).items():  # a response without an ETag (rare)
-            written.etags.setdefault(key, listed["etag"])
     for e in uploaded:
         e["etag"] = written.etags.get(e["key"])
     for e in entries:
@@ -557,13 +554,14 @@ def push(s3, params, check_mode=False):
         manifest["started_at"] = started_at
         manifest["finished_at"] = _utcnow()
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        digest = hashlib.sha256(body)
         s3.put_object(
             Bucket=bucket,
             Key=manifest_key,
             Body=body,
-            ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode(),
+            ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
             aws_retry=True,
-            **upload_extra_args(params, hashlib.sha256(body).hexdigest(), MANIFEST_NAME),
+            **upload_extra_args(params, digest.hexdigest(), MANIFEST_NAME),
         )
         manifest_written = True
 
