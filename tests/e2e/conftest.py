@@ -22,6 +22,15 @@ def _containers(label):
     return out.split()
 
 
+def pytest_assertrepr_compare(op, left, right):
+    """`assert "text" in out` on a playbook's output: show its errors and its tail, not pytest's truncated repr."""
+    if op in ("in", "not in") and isinstance(right, str) and "PLAY [" in right:
+        lines = right.splitlines()
+        errors = [line for line in lines if line.startswith(("[ERROR]", "fatal:", "failed:")) or "FAILED!" in line]
+        return ["%r %s the playbook output" % (left, op), "its errors:", *errors[:40], "its tail:", *lines[-60:]]
+    return None
+
+
 @pytest.fixture(scope="session")
 def localcloud(tmp_path_factory):
     """The local cloud, up for the session; yields its env. `down` must leave nothing behind."""

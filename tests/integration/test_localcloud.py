@@ -332,6 +332,53 @@ def test_overlapping_subnet_is_a_clear_error(cloud):
     assert "overlaps docker network bridge" in refused.value.response["Error"]["Message"]
 
 
+def test_up_removes_what_a_killed_local_cloud_left(cloud, tmp_path):
+    """A local cloud killed without `down` (a CI job stopped mid-run) left a container, a subnet network and a loop
+    device; the next `up` of another local cloud removes them and leaves the running one alone."""
+    dead = tmp_path / "killed"
+    (dead / "volumes").mkdir(parents=True)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (dead / "endpoint.pid").write_text("%d\n" % ended.pid)  # its endpoint's pid: no longer running
+    live_before = _cli(cloud.dir, "status", "--json")
+    live = json.loads(live_before.stdout)
+    assert live["containers"] and live["networks"]
+    image = subprocess.run(
+        ["docker", "inspect", live["containers"][0]["name"], "--format", "{{.Config.Image}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    labels = ["--label", "buildfarm.localcloud=1", "--label", "buildfarm.localcloud.dir=%s" % os.path.realpath(dead)]
+    subprocess.run(
+        ["docker", "network", "create", *labels, "--subnet", "10.78.5.0/24", "bf-lc-orphan-test"], check=True
+    )
+    subprocess.run(["docker", "create", *labels, "--name", "bf-lc-orphan-test", image, "true"], check=True)
+    image_file = dead / "volumes" / "vol-orphan.img"
+    image_file.write_bytes(b"\0" * 1024 * 1024)
+    loop = subprocess.run(
+        ["losetup", "--find", "--show", str(image_file)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    other = tmp_path / "next"
+    up = _cli(other, "up", "--no-engine", "--port", str(_free_port()))
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "no longer running (%s)" % os.path.realpath(dead) in up.stderr
+        label = "label=buildfarm.localcloud.dir=%s" % os.path.realpath(dead)
+        for kind in (["ps", "-aq"], ["network", "ls", "-q"]):
+            left = subprocess.run(["docker", *kind, "--filter", label], capture_output=True, text=True, check=True)
+            assert left.stdout.strip() == "", kind
+        loops = subprocess.run(
+            ["losetup", "--list", "--noheadings", "--output", "NAME"], capture_output=True, text=True, check=True
+        )
+        assert loop not in loops.stdout.split()
+        live_after = _cli(cloud.dir, "status", "--json")
+        assert json.loads(live_after.stdout) == live  # the running local cloud is untouched
+    finally:
+        down = _cli(other, "down")
+    assert down.returncode == 0, down.stderr
+
+
 def test_down_leaves_nothing(cloud):
     ec2 = cloud.ec2
     a = cloud.ids[0]

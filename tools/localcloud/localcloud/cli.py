@@ -108,6 +108,7 @@ def cmd_up(args):
     if pid or host.containers(host.cloud_label_value(state_dir)) or host.loops_backed_by(state_dir):
         say("leftovers of an earlier run in %s: cleaning them first" % state_dir)
         cleanup(state_dir, everything=False)
+    reap_orphans(state_dir)
     os.makedirs(state_dir, exist_ok=True)
     port = args.port or free_port()
     gateway = host.bridge_gateway()
@@ -327,6 +328,18 @@ def cleanup(state_dir, everything):
     left += ["network " + n for n in host.networks(label)]
     left += ["loop device %s (%s)" % lf for lf in host.loops_backed_by(state_dir)]
     return left
+
+
+def reap_orphans(state_dir):
+    """Remove what local clouds whose endpoint is gone (killed, machine restarted) left on the engine: their
+    containers would hold loop devices and their networks would refuse any subnet that overlaps them."""
+    for other in sorted(host.cloud_dirs() - {state_dir}):
+        if our_process(read_pid(other)):
+            continue
+        say("leftovers of a local cloud that is no longer running (%s): removing them" % other)
+        left = cleanup(other, everything=False)
+        if left:
+            say("could not remove: " + ", ".join(left))
 
 
 def cmd_down(args):

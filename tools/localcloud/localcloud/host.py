@@ -83,6 +83,14 @@ def networks(cloud_dir=None):
     return result
 
 
+def cloud_dirs():
+    """State directories named by the labels of every local cloud's containers and networks."""
+    fmt = '{{.Label "%s"}}' % LABEL_DIR
+    dirs = set(docker("ps", "-a", *labels_filter(), "--format", fmt, timeout=30).split())
+    dirs.update(docker("network", "ls", *labels_filter(), "--format", fmt, timeout=30).split())
+    return dirs
+
+
 def network_cidrs(name):
     try:
         out = docker("network", "inspect", name, "--format", "{{json .IPAM.Config}}", timeout=30)
