@@ -6,6 +6,7 @@ The collection is importable as ``ansible_collections.buildfarm.ec2`` through bu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -55,10 +56,20 @@ def _get(url, timeout=2):
         return response.read()
 
 
-def _post(url, timeout=10):
-    request = urllib.request.Request(url, data=b"", method="POST")
+def _post(url, data=b"", timeout=10):
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "text/plain"})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback only)
         return response.read()
+
+
+@contextlib.contextmanager
+def enforced_auth(endpoint):
+    """The moto server checks every request's credentials and IAM policies (as AWS does) inside the block."""
+    _post(endpoint + "/moto-api/reset-auth", b"0")
+    try:
+        yield
+    finally:
+        _post(endpoint + "/moto-api/reset-auth", b"inf")
 
 
 @pytest.fixture(scope="session")

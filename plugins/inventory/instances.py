@@ -159,6 +159,15 @@ ADDRESS_KEYS = {
     "public-dns-name": "public_dns_name",
 }
 NAME_KEYS = dict(ADDRESS_KEYS, **{"instance-id": "instance_id"})
+# Error codes of credentials that EC2 does not accept (unknown or wrong key, expired token, clock skew).
+REFUSED_CREDENTIALS = (
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "RequestExpired",
+)
 # Fewer retries and a long read timeout: an unreachable endpoint fails in seconds, a large listing is not cut off.
 CLIENT_CONFIG = dict(connect_timeout=10, read_timeout=300, retries={"mode": "standard", "max_attempts": 3})
 
@@ -340,6 +349,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 )
             except botocore.exceptions.ClientError as e:
                 error = e.response.get("Error", {})
+                if error.get("Code") in REFUSED_CREDENTIALS:
+                    self._do_fail(
+                        "the EC2 endpoint %s refused the credentials in region %s (%s: %s): check access_key, "
+                        "secret_key and session_token (or profile) in %s, or the AWS_* environment"
+                        % (endpoint, region, error.get("Code"), error.get("Message"), self._path)
+                    )
+                if error.get("Code") in ("UnauthorizedOperation", "AccessDenied"):
+                    self._do_fail(
+                        "the credentials may not call ec2:DescribeInstances in region %s: allow it in their IAM "
+                        "policy (docs/iam-policy.json lists what the collection needs)" % region
+                    )
                 self._do_fail(
                     "DescribeInstances failed in region %s at %s: %s (%s)"
                     % (region, endpoint, error.get("Message") or to_native(e), error.get("Code"))

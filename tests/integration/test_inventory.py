@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags
-from tests.conftest import COLLECTIONS, free_port
+from tests.conftest import COLLECTIONS, enforced_auth, free_port
 
 AMI = "ami-12c6146b"
 
@@ -322,6 +322,34 @@ def test_missing_credentials(aws, inventory, tmp_path):
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
     stderr = inventory("", env=env, expect_rc=1).stderr
     assert "no AWS credentials found" in stderr
+
+
+def test_refused_credentials(aws, inventory):
+    """Unknown keys, and known keys whose policy does not allow ec2:DescribeInstances, on a server checking both."""
+    launch(aws.client("ec2"), "demo", "builder")
+    iam = aws.client("iam")
+    iam.create_user(UserName="s3-only")
+    iam.put_user_policy(
+        UserName="s3-only",
+        PolicyName="s3",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        ),
+    )
+    key = iam.create_access_key(UserName="s3-only")["AccessKey"]
+    with enforced_auth(aws.endpoint):
+        unknown = inventory("", env={"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN0000000000"}, expect_rc=1).stderr
+        denied = inventory(
+            "",
+            env={
+                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": None,
+            },
+            expect_rc=1,
+        ).stderr
+    assert "refused the credentials in region %s (AuthFailure" % aws.region in unknown
+    assert "may not call ec2:DescribeInstances in region %s" % aws.region in denied
 
 
 def test_unreachable_endpoint(aws, inventory):
