@@ -62,6 +62,31 @@ def _post(url, data=b"", timeout=10):
         return response.read()
 
 
+def iam_user(aws, name, actions):
+    """A moto IAM user allowed ``actions`` on every resource; returns the environment of its access key."""
+    iam = aws.client("iam")
+    iam.create_user(UserName=name)
+    statement = {"Effect": "Allow", "Action": sorted(actions), "Resource": "*"}
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="buildfarm-test",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": None,
+    }
+
+
+def shipped_policy_actions(service=None):
+    """The IAM actions of docs/iam-policy.json (of one service, e.g. ``s3``)."""
+    policy = json.loads((ROOT / "docs" / "iam-policy.json").read_text())
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    return {a for a in actions if service is None or a.startswith(service + ":")}
+
+
 @contextlib.contextmanager
 def enforced_auth(endpoint):
     """The moto server checks every request's credentials and IAM policies (as AWS does) inside the block."""
@@ -159,7 +184,11 @@ def run_play(aws, tmp_path):
             ANSIBLE_LOCALHOST_WARNING="false",
             ANSIBLE_PYTHON_INTERPRETER=sys.executable,
         )
-        full_env.update(env or {})
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=900, check=False)
         try:
             parsed = json.loads(proc.stdout)

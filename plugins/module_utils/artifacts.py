@@ -6,7 +6,7 @@ with s3transfer, delete extras on request, and write ``manifest.json`` last.
 Order of work (so that a failure never leaves a manifest claiming success):
 
 1. Validate everything that can be validated without sending data: source directory, globs, extra files,
-   key collisions, bucket (HEAD), listing of the prefix (access). Errors raise :class:`ArtifactError`.
+   key collisions, the listing of the prefix (bucket exists, access). Errors raise :class:`ArtifactError`.
 2. Hash every selected file in one read (sha256). Files below ``multipart_threshold`` keep their bytes in
    memory and are uploaded from them in one PUT with ``ChecksumSHA256`` (S3 verifies the body against the hash),
    so they are read exactly once; larger files are streamed from disk by
@@ -217,23 +217,9 @@ def _error_code(e):
     return e.response.get("Error", {}).get("Code", "") if hasattr(e, "response") else ""
 
 
-def check_bucket(s3, bucket):
-    """Fail clearly when the bucket does not exist or is not ours to write."""
-    try:
-        s3.head_bucket(Bucket=bucket, aws_retry=True)
-    except botocore.exceptions.ClientError as e:
-        code = _error_code(e)
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            raise ArtifactError("bucket %s does not exist" % bucket) from None
-        if code in ("403", "AccessDenied", "Forbidden"):
-            raise ArtifactError(
-                "access denied to bucket %s (check credentials and the bucket policy)" % bucket
-            ) from None
-        raise
-
-
 def list_remote(s3, bucket, prefix):
-    """``{key: {size, etag}}`` of the objects under ``prefix``."""
+    """``{key: {size, etag}}`` of the objects under ``prefix``; the listing is also the check that the bucket
+    exists and that these credentials may read it (no separate HeadBucket)."""
     objects = {}
     try:
         paginator = s3.get_paginator("list_objects_v2")
@@ -241,8 +227,14 @@ def list_remote(s3, bucket, prefix):
             for obj in page.get("Contents", []):
                 objects[obj["Key"]] = dict(size=obj["Size"], etag=obj["ETag"])
     except botocore.exceptions.ClientError as e:
-        if _error_code(e) in ("403", "AccessDenied"):
-            raise ArtifactError("access denied listing s3://%s/%s" % (bucket, prefix)) from None
+        code = _error_code(e)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise ArtifactError("bucket %s does not exist" % bucket) from None
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise ArtifactError(
+                "access denied to bucket %s listing s3://%s/%s (check credentials, their IAM policy: "
+                "s3:ListBucket, and the bucket policy)" % (bucket, bucket, prefix)
+            ) from None
         raise
     return objects
 
@@ -392,7 +384,6 @@ def push(s3, params, check_mode=False):
         params.get("extra_files"),
         params.get("allow_empty"),
     )
-    check_bucket(s3, bucket)
     remote = list_remote(s3, bucket, prefix)
     old_manifest = read_manifest(s3, bucket, manifest_key) if manifest_key in remote else None
     known = {}

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.conftest import AWS_PLAY
+from tests.conftest import AWS_PLAY, enforced_auth, iam_user, shipped_policy_actions
 from tests.s3proxy import CountingProxy
 
 BUCKET = "bf-artifacts"
@@ -272,3 +272,22 @@ def test_failed_upload_leaves_no_manifest(s3, proxy, outputs, run_play):
     result = run_play(PLAY, extra_vars=_vars(proxy, outputs), expect_rc=2).task("Push")
     assert "no manifest was written" in result["msg"]
     assert PREFIX + "manifest.json" not in _objects(s3)
+
+
+def test_shipped_iam_policy_pushes_and_a_denied_put_leaves_no_manifest(aws, s3, proxy, outputs, run_play):
+    """On a server that checks credentials and IAM policies: the S3 actions of docs/iam-policy.json push (single
+    PUTs and a multipart upload) and re-push; without s3:PutObject a push fails and no manifest claims success."""
+    (outputs / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))  # above the 5 MiB threshold: multipart
+    shipped = iam_user(aws, "pusher", shipped_policy_actions("s3"))
+    no_put = iam_user(aws, "no-put", shipped_policy_actions("s3") - {"s3:PutObject"})
+    with enforced_auth(aws.endpoint):
+        first = run_play(PLAY, extra_vars=_vars(proxy, outputs), env=shipped).task("Push")
+        again = run_play(PLAY, extra_vars=_vars(proxy, outputs), env=shipped).task("Push")
+    assert first["changed"] and not again["changed"]
+    assert _manifest(s3)["count"] == 6
+    (outputs / "README.txt").write_text("changed\n")
+    with enforced_auth(aws.endpoint):
+        denied = run_play(PLAY, extra_vars=_vars(proxy, outputs), env=no_put, expect_rc=2).task("Push")
+    assert "AccessDenied" in denied["msg"] and "no manifest was written" in denied["msg"]
+    assert PREFIX + "manifest.json" not in _objects(s3)
+    assert s3.get_object(Bucket=BUCKET, Key=PREFIX + "README.txt")["Body"].read() == b"hello\n"  # not replaced

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags
-from tests.conftest import COLLECTIONS, enforced_auth, free_port
+from tests.conftest import COLLECTIONS, enforced_auth, free_port, iam_user, shipped_policy_actions
 
 AMI = "ami-12c6146b"
 
@@ -324,30 +324,17 @@ def test_missing_credentials(aws, inventory, tmp_path):
     assert "no AWS credentials found" in stderr
 
 
-def test_refused_credentials(aws, inventory):
-    """Unknown keys, and known keys whose policy does not allow ec2:DescribeInstances, on a server checking both."""
+def test_credentials_and_the_shipped_iam_policy(aws, inventory):
+    """On a server that checks credentials and IAM policies: docs/iam-policy.json is enough to list; unknown keys
+    and keys whose policy lacks ec2:DescribeInstances get their own clear errors."""
     launch(aws.client("ec2"), "demo", "builder")
-    iam = aws.client("iam")
-    iam.create_user(UserName="s3-only")
-    iam.put_user_policy(
-        UserName="s3-only",
-        PolicyName="s3",
-        PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
-        ),
-    )
-    key = iam.create_access_key(UserName="s3-only")["AccessKey"]
+    shipped = iam_user(aws, "shipped", shipped_policy_actions())
+    s3_only = iam_user(aws, "s3-only", ["s3:*"])
     with enforced_auth(aws.endpoint):
+        listed = inventory("", env=shipped).data
         unknown = inventory("", env={"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN0000000000"}, expect_rc=1).stderr
-        denied = inventory(
-            "",
-            env={
-                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-                "AWS_SESSION_TOKEN": None,
-            },
-            expect_rc=1,
-        ).stderr
+        denied = inventory("", env=s3_only, expect_rc=1).stderr
+    assert len(listed["cluster_demo"]["hosts"]) == 1
     assert "refused the credentials in region %s (AuthFailure" % aws.region in unknown
     assert "may not call ec2:DescribeInstances in region %s" % aws.region in denied
 

@@ -333,8 +333,8 @@ def test_overlapping_subnet_is_a_clear_error(cloud):
 
 
 def test_up_removes_what_a_killed_local_cloud_left(cloud, tmp_path):
-    """A local cloud killed without `down` (a CI job stopped mid-run) left a container, a subnet network and a loop
-    device; the next `up` of another local cloud removes them and leaves the running one alone."""
+    """Local clouds killed without `down` (a CI job stopped mid-run) left a container, a subnet network and loop
+    devices; the next `up` of another local cloud removes them and leaves the running one alone."""
     dead = tmp_path / "killed"
     (dead / "volumes").mkdir(parents=True)
     ended = subprocess.Popen(["true"])
@@ -354,11 +354,18 @@ def test_up_removes_what_a_killed_local_cloud_left(cloud, tmp_path):
         ["docker", "network", "create", *labels, "--subnet", "10.78.5.0/24", "bf-lc-orphan-test"], check=True
     )
     subprocess.run(["docker", "create", *labels, "--name", "bf-lc-orphan-test", image, "true"], check=True)
-    image_file = dead / "volumes" / "vol-orphan.img"
-    image_file.write_bytes(b"\0" * 1024 * 1024)
-    loop = subprocess.run(
-        ["losetup", "--find", "--show", str(image_file)], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    orphan_loops = []
+    volume_only = tmp_path / "killed-before-any-instance"  # a volume but no container: found by its loop device
+    for state_dir in (dead, volume_only):
+        image_file = state_dir / "volumes" / "vol-orphan.img"
+        image_file.parent.mkdir(parents=True, exist_ok=True)
+        image_file.write_bytes(b"\0" * 1024 * 1024)
+        (state_dir / "loops.json").write_text("{}\n")
+        orphan_loops.append(
+            subprocess.run(
+                ["losetup", "--find", "--show", str(image_file)], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
     other = tmp_path / "next"
     up = _cli(other, "up", "--no-engine", "--port", str(_free_port()))
     try:
@@ -371,7 +378,8 @@ def test_up_removes_what_a_killed_local_cloud_left(cloud, tmp_path):
         loops = subprocess.run(
             ["losetup", "--list", "--noheadings", "--output", "NAME"], capture_output=True, text=True, check=True
         )
-        assert loop not in loops.stdout.split()
+        assert not set(orphan_loops) & set(loops.stdout.split())
+        assert not volume_only.exists()
         live_after = _cli(cloud.dir, "status", "--json")
         assert json.loads(live_after.stdout) == live  # the running local cloud is untouched
     finally:

@@ -84,10 +84,15 @@ def networks(cloud_dir=None):
 
 
 def cloud_dirs():
-    """State directories named by the labels of every local cloud's containers and networks."""
+    """State directories of every local cloud with something on this host: named by the labels of containers and
+    networks, or holding the backing file of a loop device (``<dir>/volumes/<volume>.img`` next to loops.json)."""
     fmt = '{{.Label "%s"}}' % LABEL_DIR
     dirs = set(docker("ps", "-a", *labels_filter(), "--format", fmt, timeout=30).split())
     dirs.update(docker("network", "ls", *labels_filter(), "--format", fmt, timeout=30).split())
+    for _dev, back in loops_backed_by("/"):
+        volumes = os.path.dirname(back)
+        if os.path.basename(volumes) == "volumes" and os.path.exists(os.path.join(volumes, "..", "loops.json")):
+            dirs.add(os.path.dirname(volumes))
     return dirs
 
 
