@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags
-from tests.conftest import AWS_PLAY
+from tests.conftest import AWS_PLAY, enforced_auth, iam_user, shipped_policy_actions
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP_PLAYBOOK = ROOT / "playbooks" / "sweep.yml"
@@ -295,3 +295,20 @@ def test_provisioning_and_sweep_converge_under_throttling(aws, run_play, throttl
     run_play(SWEEP, extra_vars={"cluster": "demo", "delete_kept": True}, env=env)
     assert _total(_left(ec2)) == 0
     assert throttling.throttled >= 10
+
+
+def test_shipped_iam_policy_is_enough_to_provision_and_sweep(aws, run_play):
+    """On a server that checks credentials and IAM policies, the actions of docs/iam-policy.json build a cluster
+    (network, fleet, volumes) and sweep all of it; without ec2:TerminateInstances the sweep fails and says so."""
+    ec2 = aws.client("ec2")
+    shipped = iam_user(aws, "provisioner", shipped_policy_actions())
+    no_terminate = iam_user(aws, "no-terminate", shipped_policy_actions() - {"ec2:TerminateInstances"})
+    with enforced_auth(aws.endpoint):
+        run_play(BUILD, extra_vars={"cluster": "demo"}, env=shipped)
+        refused = run_play(SWEEP, extra_vars={"cluster": "demo"}, env=no_terminate, expect_rc=2).task("Sweep")
+    assert len(_left(ec2)["instances"]) == 4
+    assert "TerminateInstances" in refused["msg"]
+    with enforced_auth(aws.endpoint):
+        swept = run_play(SWEEP, extra_vars={"cluster": "demo", "delete_kept": True}, env=shipped).task("Sweep")
+    assert swept["changed"] and len(swept["deleted"]["instances"]) == 4
+    assert _total(_left(ec2)) == 0
