@@ -288,6 +288,7 @@ def test_shipped_iam_policy_pushes_and_a_denied_put_leaves_no_manifest(aws, s3, 
     (outputs / "README.txt").write_text("changed\n")
     with enforced_auth(aws.endpoint):
         denied = run_play(PLAY, extra_vars=_vars(proxy, outputs), env=no_put, expect_rc=2).task("Push")
-    assert "AccessDenied" in denied["msg"] and "no manifest was written" in denied["msg"]
+    assert "(AccessDenied) when calling the PutObject operation" in denied["msg"]
+    assert "no manifest was written" in denied["msg"]
     assert PREFIX + "manifest.json" not in _objects(s3)
     assert s3.get_object(Bucket=BUCKET, Key=PREFIX + "README.txt")["Body"].read() == b"hello\n"  # not replaced
