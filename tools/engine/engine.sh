@@ -2,8 +2,8 @@
 # Container engine and base image for buildfarm.ec2's tests, molecule and the local cloud.
 #
 #   tools/engine/engine.sh up      install docker.io + debootstrap if needed, start dockerd, build the image
-#   tools/engine/engine.sh image   only (re)build the base image if it is missing
-#   tools/engine/engine.sh check   exit 0 when the engine answers and the image exists
+#   tools/engine/engine.sh image   only (re)build the base image if it is missing or from another recipe
+#   tools/engine/engine.sh check   exit 0 when the engine answers and the image is current
 #
 # Idempotent: with the engine running and the image present it returns in well under a second.
 # The base image (BUILDFARM_BASE_IMAGE, default buildfarm/base:bookworm) is Debian bookworm with systemd,
@@ -66,11 +66,25 @@ start_engine() {
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# An image is current when its buildfarm.recipe label matches the recipe it would be built from now: a
+# changed Dockerfile or package list rebuilds it instead of silently testing against the old one.
+image_label() { docker image inspect -f '{{index .Config.Labels "buildfarm.recipe"}}' "$1" 2>/dev/null || true; }
+rootfs_recipe() { printf 'bookworm minbase %s\n' "$PACKAGES" | sha256sum | cut -c1-16; }
+image_recipe() { { cat "$HERE/Dockerfile"; rootfs_recipe; } | sha256sum | cut -c1-16; }
+image_current() { image_exists "$1" && [[ "$(image_label "$1")" == "$2" ]]; }
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+drop_replaced() {  # the image a rebuild replaced ($1: its id, $2: its tag), unless something still uses it
+    [[ -n "$1" && "$1" != "$(image_id "$2")" ]] && docker image rm "$1" >/dev/null 2>&1 || true
+}
+
 build_rootfs() {
     # rootfs image: debian:bookworm from a registry when one answers, else debootstrap + docker import.
-    image_exists "$ROOTFS_IMAGE" && return 0
+    local recipe
+    recipe="$(rootfs_recipe)"
+    image_current "$ROOTFS_IMAGE" "$recipe" && return 0
     if timeout 60 docker pull -q debian:bookworm >/dev/null 2>&1; then
-        docker tag debian:bookworm "$ROOTFS_IMAGE"
+        # The Dockerfile installs the packages into a registry image.
+        echo "FROM debian:bookworm" | docker build -q -t "$ROOTFS_IMAGE" --label "buildfarm.recipe=$recipe" - >/dev/null
         echo registry
         return 0
     fi
@@ -83,23 +97,29 @@ build_rootfs() {
     debootstrap --variant=minbase --include="$PACKAGES" bookworm "$dir" "$mirror" >/var/tmp/buildfarm-debootstrap.log 2>&1 \
         || { tail -20 /var/tmp/buildfarm-debootstrap.log >&2; die "debootstrap failed"; }
     rm -rf "$dir"/var/cache/apt/archives/*.deb
-    tar -C "$dir" -c . | docker import - "$ROOTFS_IMAGE" >/dev/null
+    tar -C "$dir" -c . | docker import --change "LABEL buildfarm.recipe=$recipe" - "$ROOTFS_IMAGE" >/dev/null
     echo debootstrap
 }
 
 build_image() {
-    image_exists "$IMAGE" && return 0
-    local origin
+    local recipe origin old old_rootfs
+    recipe="$(image_recipe)"
+    image_current "$IMAGE" "$recipe" && return 0
+    old="$(image_id "$IMAGE")"
+    old_rootfs="$(image_id "$ROOTFS_IMAGE")"
+    [[ -z "$old" ]] || say "$IMAGE was built from another recipe (Dockerfile or packages changed): rebuilding"
     origin="$(build_rootfs)"
     say "building $IMAGE (rootfs from ${origin:-cache})"
-    docker build -q -t "$IMAGE" --build-arg BASE="$ROOTFS_IMAGE" --build-arg PACKAGES="${PACKAGES//,/ }" \
-        "$HERE" >/dev/null
+    docker build -q -t "$IMAGE" --label "buildfarm.recipe=$recipe" --build-arg BASE="$ROOTFS_IMAGE" \
+        --build-arg PACKAGES="${PACKAGES//,/ }" "$HERE" >/dev/null
+    drop_replaced "$old" "$IMAGE"
+    drop_replaced "$old_rootfs" "$ROOTFS_IMAGE"  # after its child, the old base image
 }
 
 case "${1:-up}" in
     up) start_engine; build_image ;;
     image) engine_answers || die "docker engine not running: run '$0 up'"; build_image ;;
-    check) engine_answers && image_exists "$IMAGE" ;;
+    check) engine_answers && image_current "$IMAGE" "$(image_recipe)" ;;
     mirror) debian_mirror ;;
     *) die "usage: $0 up|image|check|mirror" ;;
 esac
