@@ -406,3 +406,25 @@ def test_refresh_inventory_bypasses_cache(aws, run_play, tmp_path):
     env = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "AWS_EC2_METADATA_DISABLED": "true"}
     run_play(REFRESH_PLAY, inventory=str(config), extra_vars={"python": sys.executable, "launch": code}, env=env)
     assert list((tmp_path / "cache").iterdir())
+
+
+TAG_PLAY = """
+- hosts: cluster_demo
+  gather_facts: false
+  connection: local
+  tasks:
+    - name: Tags are data, never templates (anyone with ec2:CreateTags could otherwise run code on the controller)
+      ansible.builtin.assert:
+        that:
+          - tags['Name'] == '{{ "{{" }} lookup("pipe", "touch %s") {{ "}}" }}'
+          - buildfarm_role == 'builder'
+"""
+
+
+def test_tag_values_are_not_templated(aws, run_play, tmp_path):
+    marker = tmp_path / "pwned"
+    launch(aws.client("ec2"), "demo", "builder", extra={"Name": '{{ lookup("pipe", "touch %s") }}' % marker})
+    config = tmp_path / "tags.buildfarm.yml"
+    config.write_text("plugin: buildfarm.ec2.instances\n")
+    run_play(TAG_PLAY % marker, inventory=str(config), env={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"})
+    assert not marker.exists()
