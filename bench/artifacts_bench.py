@@ -256,17 +256,21 @@ class Module:  # the one thing aws.s3_client needs from AnsibleAWSModule: its cl
         return RetryingBotoClientWrapper(raw, retry_decorator)
 
 
-bucket, src = sys.argv[3:5]
+bucket, src, compare = sys.argv[3:6]
 params = dict(cluster="bench", bucket=bucket, prefix="out", src=src, include=["**/*"], encryption="AES256",
-              storage_class="STANDARD")
+              storage_class="STANDARD", compare=compare)
 print(json.dumps(artifacts.push(aws.s3_client(Module(), 12), params)))
 """
 
 
-def ours_direct(endpoint, bucket, src, workdir):
-    cmd = [sys.executable, "-c", DIRECT, str(COLLECTIONS), endpoint, bucket, str(src)]
+def ours_direct(endpoint, bucket, src, workdir, compare="sha256"):
+    cmd = [sys.executable, "-c", DIRECT, str(COLLECTIONS), endpoint, bucket, str(src), compare]
     elapsed, cpu, out = run(cmd, ENV, "ours (direct)")
     return dict(seconds=elapsed, cpu=cpu, detail=json.loads(out))
+
+
+def ours_direct_size_mtime(endpoint, bucket, src, workdir):
+    return ours_direct(endpoint, bucket, src, workdir, compare="size_mtime")
 
 
 def aws_sync(endpoint, bucket, src, workdir):
@@ -286,6 +290,7 @@ TOOLS = {
     "ours (playbook)": ours,
     "aws s3 sync (playbook)": aws_sync_task,
     "ours (direct)": ours_direct,
+    "ours (direct, size_mtime)": ours_direct_size_mtime,
     "aws s3 sync": aws_sync,
     "s3_object loop": s3_object_loop,
 }
@@ -296,6 +301,8 @@ PAIRS = [
     ("ours (direct)", "aws s3 sync", "seconds", "bare processes: push() from Python vs the aws command"),
     ("ours (playbook)", "aws s3 sync", "seconds", "our playbook vs the bare aws command"),
     ("ours (playbook)", "s3_object loop", "seconds", "one-task playbook vs s3_object in a loop"),
+    ("ours (direct)", "aws s3 sync", "repush_seconds", "unchanged re-push, bare: content hashes vs size+mtime"),
+    ("ours (direct, size_mtime)", "aws s3 sync", "repush_seconds", "unchanged re-push, bare: both size+mtime"),
 ]
 
 

@@ -15,7 +15,9 @@ Order of work (so that a failure never leaves a manifest claiming success):
    the upload responses, not from a second listing.
 3. A file is skipped when the object under its key already carries the same sha256 (``x-amz-meta-sha256``).
    The previous manifest (one GET) records each object's ETag and sha256; when the listed ETag still matches,
-   no HEAD is needed. Otherwise a HEAD per candidate (same size) decides.
+   no HEAD is needed. Otherwise a HEAD per candidate (same size) decides. With ``compare: size_mtime`` a file
+   whose size and mtime are the ones the previous manifest recorded (and whose object kept its ETag) is not
+   read at all: it keeps the recorded sha256.
 4. Before the first upload or delete, a previous ``manifest.json`` is deleted; the new one is written only
    after every upload (and delete) succeeded. An unchanged push keeps the old manifest and sends nothing.
 """
@@ -287,6 +289,12 @@ def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _manifest_object(entry):
+    """An object's record in the manifest (with its file's mtime under ``compare: size_mtime``)."""
+    keys = ("key", "name", "size", "sha256", "etag") + (("mtime_ns",) if "mtime_ns" in entry else ())
+    return {k: entry.get(k) for k in keys}
+
+
 def _canonical(manifest):
     return {k: v for k, v in (manifest or {}).items() if k not in VOLATILE_MANIFEST_KEYS}
 
@@ -371,6 +379,7 @@ def push(s3, params, check_mode=False):
         raise ArtifactError("multipart_threshold and multipart_chunksize must be at least 5 MiB (S3 minimum part)")
     if concurrency < 1:
         raise ArtifactError("max_concurrency must be at least 1")
+    trust_mtime = params.get("compare") == "size_mtime"
     metadata = dict(params.get("metadata") or {})
     clash = sorted(set(metadata) & set(RESERVED_MANIFEST_KEYS))
     if clash:
@@ -415,12 +424,28 @@ def push(s3, params, check_mode=False):
             s3.delete_object(Bucket=bucket, Key=manifest_key, aws_retry=True)
         state["manifest_deleted"] = True
 
+    def recorded(key, stat):
+        """The previous manifest's record of ``key`` when ``compare: size_mtime`` may trust it for this file."""
+        record = known.get(key)
+        there = remote.get(key)
+        if record and there and record.get("sha256") and record.get("etag") == there["etag"]:
+            if record.get("mtime_ns") == stat.st_mtime_ns and record.get("size") == stat.st_size == there["size"]:
+                return record
+        return None
+
     def prepare(local, keep):
         """Hash one file; decide upload or skip (HEAD only when the old manifest cannot tell). When ``keep``,
         the caller holds a memory slot for the file's bytes; it is released here unless the bytes are kept."""
         try:
-            sha, size, data = hash_file(local["path"], threshold - 1 if keep else -1)
             key = prefix + local["name"]
+            stat = os.stat(local["path"]) if trust_mtime else None  # before reading: a later write changes it
+            record = recorded(key, stat) if trust_mtime else None
+            if record is not None:
+                if keep:
+                    slots.release()
+                entry = dict(key=key, name=local["name"], path=local["path"], size=stat.st_size)
+                return dict(entry, sha256=record["sha256"], mtime_ns=stat.st_mtime_ns), True, None
+            sha, size, data = hash_file(local["path"], threshold - 1 if keep else -1)
             there = remote.get(key)
             same = False
             if there is not None and there["size"] == size:
@@ -437,6 +462,8 @@ def push(s3, params, check_mode=False):
             slots.release()
             data = None
         entry = dict(key=key, name=local["name"], path=local["path"], size=size, sha256=sha)
+        if trust_mtime:
+            entry["mtime_ns"] = stat.st_mtime_ns
         return entry, same, data
 
     def consume(future):
@@ -531,9 +558,7 @@ def push(s3, params, check_mode=False):
         run_id=params.get("run_id"),
         count=len(entries),
         total_size=sum(e["size"] for e in entries),
-        objects=[
-            dict(key=e["key"], name=e["name"], size=e["size"], sha256=e["sha256"], etag=e.get("etag")) for e in entries
-        ],
+        objects=[_manifest_object(e) for e in entries],
     )
     manifest.update(metadata)
     manifest_same = (

@@ -138,6 +138,18 @@ options:
       - Parallel transfers (files and parts together).
     type: int
     default: 10
+  compare:
+    description:
+      - How a file is found unchanged. V(sha256) reads and hashes every file and compares the hash with the
+        object's.
+      - V(size_mtime) trusts the previous manifest for a file whose size and modification time (in
+        nanoseconds) are the ones it recorded and whose object still has the ETag it recorded; such a file
+        is not read at all and keeps its recorded sha256. Every other file is hashed as with V(sha256). The
+        manifest then records each file's modification time. Like C(aws s3 sync), this misses a change that
+        keeps both the size and the modification time (C(touch -r), C(cp -p) over an equal-sized file).
+    type: str
+    default: sha256
+    choices: [sha256, size_mtime]
 notes:
   - Whether a file is skipped depends only on its sha256; a changed O(storage_class) or O(encryption) does
     not re-upload unchanged files.
@@ -323,6 +335,7 @@ def main():
         multipart_threshold=dict(type="int", default=8 * 1024 * 1024),
         multipart_chunksize=dict(type="int", default=8 * 1024 * 1024),
         max_concurrency=dict(type="int", default=10),
+        compare=dict(type="str", default="sha256", choices=["sha256", "size_mtime"]),
     )
     module = aws.new_module(
         argument_spec,

@@ -37,6 +37,7 @@ PLAY = AWS_PLAY + """
         metadata: "{{ metadata | default(omit) }}"
         multipart_threshold: 5242880
         multipart_chunksize: 5242880
+        compare: "{{ compare | default(omit) }}"
 """
 
 
@@ -153,6 +154,38 @@ def test_changed_file_is_resent_alone(s3, proxy, outputs, run_play):
     assert _sha(stored["Body"].read()) == _sha(changed) == stored["Metadata"]["sha256"]
     entry = {o["key"]: o for o in _manifest(s3)["objects"]}[PREFIX + "bin/app"]
     assert entry["sha256"] == _sha(changed)
+
+
+def test_size_mtime_reads_only_files_the_manifest_cannot_vouch_for(s3, proxy, outputs, run_play):
+    trusting = _vars(proxy, outputs, compare="size_mtime")
+    run_play(PLAY, extra_vars=trusting)
+    recorded = {o["name"]: o["mtime_ns"] for o in _manifest(s3)["objects"]}
+    files = [p for p in outputs.rglob("*") if p.is_file()]
+    assert recorded == {p.relative_to(outputs).as_posix(): p.stat().st_mtime_ns for p in files}
+
+    # Same size, same mtime, other content: not read under size_mtime (the documented trade-off); sha256 sees it.
+    app = outputs / "bin" / "app"
+    old = app.read_bytes()
+    before = app.stat()
+    app.write_bytes(old[:-1] + bytes([old[-1] ^ 0xFF]))
+    os.utime(app, ns=(before.st_atime_ns, before.st_mtime_ns))
+    proxy.reset()
+    trusted = run_play(PLAY, extra_vars=trusting).task("Push")
+    assert trusted["changed"] is False and trusted["uploaded"] == 0 and proxy.writes() == []
+    assert {o["key"]: o["sha256"] for o in trusted["objects"]}[PREFIX + "bin/app"] == _sha(old)  # the recorded one
+    hashed = run_play(PLAY, extra_vars=_vars(proxy, outputs)).task("Push")
+    assert hashed["uploaded"] == 1 and "mtime_ns" not in _manifest(s3)["objects"][0]
+
+    # A touched file (new mtime, same content) is read again, not re-sent; the manifest records the new mtime.
+    run_play(PLAY, extra_vars=trusting)
+    readme = outputs / "README.txt"
+    os.utime(readme, ns=(readme.stat().st_atime_ns, readme.stat().st_mtime_ns + 5_000_000_000))
+    proxy.reset()
+    touched = run_play(PLAY, extra_vars=trusting).task("Push")
+    assert touched["uploaded"] == 0 and touched["unchanged"] == 5
+    assert [r[1].split("?")[0] for r in proxy.writes()] == ["/%s/%smanifest.json" % (BUCKET, PREFIX)]
+    entry = {o["name"]: o for o in _manifest(s3)["objects"]}["README.txt"]
+    assert entry["mtime_ns"] == readme.stat().st_mtime_ns and entry["sha256"] == _sha(b"hello\n")
 
 
 def test_object_changed_behind_the_manifest_is_resent(s3, proxy, outputs, run_play):
