@@ -290,7 +290,7 @@ TOOLS = {
     "ours (playbook)": ours,
     "aws s3 sync (playbook)": aws_sync_task,
     "ours (direct)": ours_direct,
-    "ours (direct, size_mtime)": ours_direct_size_mtime,
+    "ours size_mtime (direct)": ours_direct_size_mtime,
     "aws s3 sync": aws_sync,
     "s3_object loop": s3_object_loop,
 }
@@ -302,7 +302,7 @@ PAIRS = [
     ("ours (playbook)", "aws s3 sync", "seconds", "our playbook vs the bare aws command"),
     ("ours (playbook)", "s3_object loop", "seconds", "one-task playbook vs s3_object in a loop"),
     ("ours (direct)", "aws s3 sync", "repush_seconds", "unchanged re-push, bare: content hashes vs size+mtime"),
-    ("ours (direct, size_mtime)", "aws s3 sync", "repush_seconds", "unchanged re-push, bare: both size+mtime"),
+    ("ours size_mtime (direct)", "aws s3 sync", "repush_seconds", "unchanged re-push, bare: both size+mtime"),
 ]
 
 
