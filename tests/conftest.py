@@ -62,6 +62,19 @@ def _post(url, data=b"", timeout=10):
         return response.read()
 
 
+def child_env(aws, *layers):
+    """The environment of a child process: this one's, the moto server's, then each layer of ``layers`` (None
+    skipped); a value of None in a layer removes that variable."""
+    env = dict(os.environ, **aws.env)
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+    return env
+
+
 def iam_user(aws, name, actions):
     """A moto IAM user allowed ``actions`` on every resource; returns the environment of its access key."""
     iam = aws.client("iam")
@@ -176,19 +189,16 @@ def run_play(aws, tmp_path):
             cmd += ["-e", json.dumps(extra_vars)]
         if check:
             cmd.append("--check")
-        full_env = dict(os.environ)
-        full_env.update(aws.env)
-        full_env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
-            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        full_env = child_env(
+            aws,
+            dict(
+                ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                ANSIBLE_LOCALHOST_WARNING="false",
+                ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+            ),
+            env,
         )
-        for key, value in (env or {}).items():
-            if value is None:
-                full_env.pop(key, None)
-            else:
-                full_env[key] = value
         proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=900, check=False)
         try:
             parsed = json.loads(proc.stdout)

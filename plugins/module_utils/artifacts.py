@@ -290,9 +290,8 @@ def _utcnow():
 
 
 def _manifest_object(entry):
-    """An object's record in the manifest (with its file's mtime under ``compare: size_mtime``)."""
-    keys = ("key", "name", "size", "sha256", "etag") + (("mtime_ns",) if "mtime_ns" in entry else ())
-    return {k: entry.get(k) for k in keys}
+    """An object's record in the manifest (its file's mtime only under ``compare: size_mtime``)."""
+    return {k: entry[k] for k in ("key", "name", "size", "sha256", "etag", "mtime_ns") if k in entry}
 
 
 def _canonical(manifest):
@@ -439,21 +438,19 @@ def push(s3, params, check_mode=False):
         try:
             key = prefix + local["name"]
             stat = os.stat(local["path"]) if trust_mtime else None  # before reading: a later write changes it
-            record = recorded(key, stat) if trust_mtime else None
-            if record is not None:
-                if keep:
-                    slots.release()
-                entry = dict(key=key, name=local["name"], path=local["path"], size=stat.st_size)
-                return dict(entry, sha256=record["sha256"], mtime_ns=stat.st_mtime_ns), True, None
-            sha, size, data = hash_file(local["path"], threshold - 1 if keep else -1)
-            there = remote.get(key)
-            same = False
-            if there is not None and there["size"] == size:
-                record = known.get(key)
-                if record and record.get("etag") == there["etag"] and record.get("sha256") == sha:
-                    same = True
-                else:
-                    same = remote_sha256(s3, bucket, key) == sha
+            record = recorded(key, stat) if stat else None
+            if record is not None:  # compare: size_mtime, and the manifest vouches for the file: not read
+                sha, size, data, same = record["sha256"], stat.st_size, None, True
+            else:
+                sha, size, data = hash_file(local["path"], threshold - 1 if keep else -1)
+                there = remote.get(key)
+                same = False
+                if there is not None and there["size"] == size:
+                    record = known.get(key)
+                    if record and record.get("etag") == there["etag"] and record.get("sha256") == sha:
+                        same = True
+                    else:
+                        same = remote_sha256(s3, bucket, key) == sha
         except BaseException:
             if keep:
                 slots.release()
@@ -462,7 +459,7 @@ def push(s3, params, check_mode=False):
             slots.release()
             data = None
         entry = dict(key=key, name=local["name"], path=local["path"], size=size, sha256=sha)
-        if trust_mtime:
+        if stat:
             entry["mtime_ns"] = stat.st_mtime_ns
         return entry, same, data
 

@@ -26,14 +26,24 @@ BASE = {
 }
 
 
+def cluster_params(cluster, net, builders=1, **extra):
+    """build.yml parameters of an e2e cluster with its own network 10.<net>.0.0/16 (one per test, none shared)."""
+    return dict(
+        BASE,
+        cluster=cluster,
+        builders=builders,
+        vpc_cidr="10.%d.0.0/16" % net,
+        subnet_cidr="10.%d.0.0/24" % net,
+        **extra,
+    )
+
+
 def test_lua_builds_across_the_cluster(build, cloud, lua_sources, tmp_path):
     cloud.bucket("buildfarm-e2e")
-    params = dict(
-        BASE,
-        cluster="e2e-lua",
+    params = cluster_params(
+        "e2e-lua",
+        91,
         builders=2,
-        vpc_cidr="10.91.0.0/16",
-        subnet_cidr="10.91.0.0/24",
         source_dir=str(lua_sources),
         build_script_content=(
             "#!/bin/bash\nset -e\nexport DISTCC_VERBOSE=1\n"
@@ -82,12 +92,9 @@ def test_zlib_example_as_shipped(build, cloud, zlib_sources):
     distcc wrapper, zlib's own `make test`, `make install` into the output directory)."""
     cloud.bucket("buildfarm-e2e")
     example = yaml.safe_load((ROOT / "examples" / "zlib" / "params.yml").read_text())
-    params = dict(
-        BASE,
-        cluster="e2e-zlib",
-        builders=1,
-        vpc_cidr="10.97.0.0/16",
-        subnet_cidr="10.97.0.0/24",
+    params = cluster_params(
+        "e2e-zlib",
+        97,
         source_dir=str(zlib_sources),
         build_script=str(ROOT / "examples" / "zlib" / "build.sh"),
         outputs=example["outputs"],
@@ -118,12 +125,9 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     """Three failing builds on one cluster: kept after the first two (keep_cluster), swept by the third. On the
     kept cluster, playbooks/handoff.yml moves a workspace volume to the builder and back, with its data."""
     cloud.bucket("buildfarm-e2e")
-    params = dict(
-        BASE,
-        cluster="e2e-fault",
-        builders=1,
-        vpc_cidr="10.92.0.0/16",
-        subnet_cidr="10.92.0.0/24",
+    params = cluster_params(
+        "e2e-fault",
+        92,
         build_timeout=300,
         keep_cluster=True,
     )
@@ -216,13 +220,10 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
         '[ -n "${SLURM_JOB_ID:-}" ] || build_failed "not running as a Slurm job"\n'
         "printf 'int main(void){return 0;}\\n' > t.c && $CC -c t.c -o \"$BUILDFARM_OUTPUT_DIR/t.o\"\n"
     )
-    params = dict(
-        BASE,
-        cluster="e2e-slurm",
-        builders=1,
+    params = cluster_params(
+        "e2e-slurm",
+        93,
         scheduler="slurm",
-        vpc_cidr="10.93.0.0/16",
-        subnet_cidr="10.93.0.0/24",
         build_script_content=script,
         outputs=["*.o"],
         build_timeout=300,
@@ -239,12 +240,9 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
 
 def test_interrupted_run_is_cleaned_up_by_the_sweep_playbook(runner, cloud):
     """Ctrl-C on the controller leaves the cluster behind; playbooks/sweep.yml removes all of it."""
-    params = dict(
-        BASE,
-        cluster="e2e-int",
-        builders=1,
-        vpc_cidr="10.94.0.0/16",
-        subnet_cidr="10.94.0.0/24",
+    params = cluster_params(
+        "e2e-int",
+        94,
         build_script_content="sleep 600\n",
         build_timeout=900,
     )
@@ -287,12 +285,9 @@ def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_pa
         "printf 'int main(void){return 0;}\\n' > t.c\n"
         '$CC -c t.c -o "$BUILDFARM_OUTPUT_DIR/t.o"\n'
     )
-    params = dict(
-        BASE,
-        cluster="e2e-kill",
-        builders=1,
-        vpc_cidr="10.95.0.0/16",
-        subnet_cidr="10.95.0.0/24",
+    params = cluster_params(
+        "e2e-kill",
+        95,
         build_script_content=script,
         outputs=["*.o"],
         build_timeout=600,

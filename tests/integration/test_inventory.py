@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags
-from tests.conftest import COLLECTIONS, enforced_auth, free_port, iam_user, shipped_policy_actions
+from tests.conftest import COLLECTIONS, child_env, enforced_auth, free_port, iam_user, shipped_policy_actions
 
 AMI = "ami-12c6146b"
 
@@ -58,20 +57,17 @@ def inventory(aws, tmp_path):
         path = tmp_path / name
         text = "plugin: buildfarm.ec2.instances\n" + config
         path.write_text(text)
-        full_env = dict(os.environ)
-        full_env.update(aws.env)
-        full_env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
-            ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
-            ANSIBLE_DEPRECATION_WARNINGS="false",
-            AWS_EC2_METADATA_DISABLED="true",
-            HOME=str(tmp_path),
+        full_env = child_env(
+            aws,
+            dict(
+                ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+                ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
+                ANSIBLE_DEPRECATION_WARNINGS="false",
+                AWS_EC2_METADATA_DISABLED="true",
+                HOME=str(tmp_path),
+            ),
+            env,
         )
-        for key, value in (env or {}).items():
-            if value is None:
-                full_env.pop(key, None)
-            else:
-                full_env[key] = value
         cmd = [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(path), "--list", *args]
         if probe:
             cmd = [sys.executable, "-c", PROBE, str(COLLECTIONS), str(path)]
