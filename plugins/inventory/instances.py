@@ -168,10 +168,9 @@ REFUSED_CREDENTIALS = (
     "ExpiredToken",
     "RequestExpired",
 )
+
+
 # Fewer retries and a long read timeout: an unreachable endpoint fails in seconds, a large listing is not cut off.
-CLIENT_CONFIG = dict(connect_timeout=10, read_timeout=300, retries={"mode": "standard", "max_attempts": 3})
-
-
 def instance_record(instance, region):
     """The lean, cacheable record of one ``DescribeInstances`` instance (plain strings and a tag dict)."""
     placement = instance.get("Placement") or {}
@@ -317,7 +316,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """Lean records of every matching instance in ``regions``, sorted by instance id."""
         api = self._api()
         import botocore
-        from botocore.config import Config
 
         from ansible_collections.buildfarm.ec2.plugins.module_utils import aws as bf_aws
 
@@ -329,7 +327,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             kwargs["PaginationConfig"] = {"PageSize": page_size}
         records = []
         for region in regions:
-            conn = api.client("ec2", region=region, aws_config=Config(**CLIENT_CONFIG))
+            conn = bf_aws.plugin_client(api, "ec2", region)
             endpoint = conn.meta.endpoint_url
             try:
                 reservations = bf_aws.paginate(conn, "describe_instances", "Reservations", **kwargs)

@@ -28,6 +28,16 @@ RETRY = AWSRetry.jittered_backoff(
     ],
 )
 
+# Deletes retry throttling and the dependencies AWS releases a little after an instance is gone (ENIs), but
+# not NotFound: RETRY treats NotFound as eventual consistency, which would make an already-gone resource slow.
+DELETE_RETRY = AWSRetry.jittered_backoff(
+    retries=10, delay=2, max_delay=30, catch_extra_error_codes=["DependencyViolation", "VolumeInUse"]
+)
+
+# Plugins (inventory) run on the controller inside ``ansible-inventory``/``ansible-playbook``: botocore's own
+# standard retries and short timeouts, so an unreachable endpoint fails in seconds, not after RETRY's backoff.
+PLUGIN_CLIENT_CONFIG = dict(connect_timeout=10, read_timeout=300, retries={"mode": "standard", "max_attempts": 3})
+
 CLUSTER_SPEC = dict(cluster=dict(type="str", required=True))
 
 
@@ -46,6 +56,14 @@ def new_module(argument_spec, **kwargs):
 def client(module, service):
     """A boto3 client for ``service`` with the shared retry decorator (call methods with ``aws_retry=True``)."""
     return module.client(service, retry_decorator=RETRY)
+
+
+def plugin_client(api, service, region):
+    """A boto3 client for a plugin built on amazon.aws's ``AWSInventoryBase`` (``api``) with
+    :data:`PLUGIN_CLIENT_CONFIG`; call it plainly (no ``aws_retry``), list with :func:`paginate`."""
+    from botocore.config import Config
+
+    return api.client(service, region=region, aws_config=Config(**PLUGIN_CLIENT_CONFIG))
 
 
 @RETRY

@@ -16,11 +16,14 @@ TAG_CLUSTER = PREFIX + "cluster"
 TAG_ROLE = PREFIX + "role"
 TAG_RUN = PREFIX + "run"
 TAG_EXPIRES = PREFIX + "expires"
+# "true" on a volume: the sweep leaves it alone unless told to delete kept volumes.
+TAG_KEEP = PREFIX + "keep"
 KEYS = {"cluster": TAG_CLUSTER, "role": TAG_ROLE, "run": TAG_RUN, "expires": TAG_EXPIRES}
 
 CLUSTER_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
 ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -46,6 +49,21 @@ def validate_run_id(run_id):
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
         return "run id %r is invalid: use 1-64 letters, digits, '.', '_' or '-'" % (run_id,)
     return None
+
+
+def validate_volume_name(name):
+    """Return an error message for a bad volume name (its ``Name`` tag in the cluster), or None when valid."""
+    if not isinstance(name, str) or not VOLUME_NAME_RE.match(name):
+        return (
+            "volume name %r is invalid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            % (name,)
+        )
+    return None
+
+
+def is_kept(tags):
+    """True when a tag set carries ``buildfarm:keep`` = true/yes/1."""
+    return str(to_dict(tags).get(TAG_KEEP, "")).lower() in ("true", "yes", "1")
 
 
 def format_time(when):
