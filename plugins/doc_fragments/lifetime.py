@@ -20,5 +20,5 @@ options:
         that C(buildfarm.ec2.sweep) with O(buildfarm.ec2.sweep#module:expired_only=true) may delete them.
     type: int
     default: 240
-    aliases: [expires]
+    aliases: [expires, max_lifetime]
 """

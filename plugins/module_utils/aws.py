@@ -34,22 +34,87 @@ DELETE_RETRY = AWSRetry.jittered_backoff(
     retries=10, delay=2, max_delay=30, catch_extra_error_codes=["DependencyViolation", "VolumeInUse"]
 )
 
+# A delete whose target is already gone has done its job.
+GONE_CODES = frozenset(
+    [
+        "InvalidInstanceID.NotFound",
+        "InvalidVolume.NotFound",
+        "InvalidKeyPair.NotFound",
+        "InvalidGroup.NotFound",
+        "InvalidSubnetID.NotFound",
+        "InvalidRouteTableID.NotFound",
+        "InvalidAssociationID.NotFound",
+        "InvalidInternetGatewayID.NotFound",
+        "InvalidVpcID.NotFound",
+        "InvalidAttachment.NotFound",
+        "Gateway.NotAttached",
+        "InvalidPermission.NotFound",
+    ]
+)
+
+
+def is_gone(error):
+    """True when a botocore ClientError says the resource no longer exists."""
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    return code in GONE_CODES
+
+
+def delete_call(method, **kwargs):
+    """Run a deleting call with DELETE_RETRY; False when the target was already gone."""
+    import botocore
+
+    try:
+        DELETE_RETRY(method)(**kwargs)
+    except botocore.exceptions.ClientError as e:
+        if is_gone(e):
+            return False
+        raise
+    return True
+
+
 # Plugins (inventory) run on the controller inside ``ansible-inventory``/``ansible-playbook``: botocore's own
 # standard retries and short timeouts, so an unreachable endpoint fails in seconds, not after RETRY's backoff.
 PLUGIN_CLIENT_CONFIG = dict(connect_timeout=10, read_timeout=300, retries={"mode": "standard", "max_attempts": 3})
 
-CLUSTER_SPEC = dict(cluster=dict(type="str", required=True))
+# The options every module shares, validated once in new_module(): the cluster (its tag), the run id (the
+# buildfarm:run tag, or the run whose resources to find) and, for modules that create resources, the lifetime
+# (minutes until the buildfarm:expires tag says they may be swept; the fleet's instances also power off then).
+CLUSTER_SPEC = dict(cluster=dict(type="str", required=True), run_id=dict(type="str"))
+LIFETIME_SPEC = dict(lifetime=dict(type="int", default=240, aliases=["expires", "max_lifetime"]))
 
 
-def new_module(argument_spec, **kwargs):
-    """An ``AnsibleAWSModule`` with the common cluster option; fails on a bad cluster name before any call."""
+def contract_errors(params, cluster_required=True):
+    """Error messages for the shared options in ``params`` (validated module params; empty when fine). An
+    option given by an alias is named as the user wrote it."""
+    errors = []
+    if params.get("cluster") is not None or cluster_required:
+        error = bf_tags.validate_cluster_name(params.get("cluster"))
+        if error:
+            errors.append(error)
+    if params.get("run_id") is not None:
+        error = bf_tags.validate_run_id(params["run_id"])
+        if error:
+            errors.append(error)
+    if "lifetime" in params:
+        given = [name for name in LIFETIME_SPEC["lifetime"]["aliases"] if name in params] or ["lifetime"]
+        if params["lifetime"] is None or params["lifetime"] <= 0:
+            errors.append("%s must be a positive number of minutes, got %s" % (given[0], params["lifetime"]))
+    return errors
+
+
+def new_module(argument_spec, lifetime=False, cluster_required=True, **kwargs):
+    """An ``AnsibleAWSModule`` with the shared options (cluster, run_id and, with ``lifetime``, the lifetime);
+    fails on a bad value of any of them before any call."""
     spec = dict(CLUSTER_SPEC)
+    spec["cluster"] = dict(spec["cluster"], required=cluster_required)
+    if lifetime:
+        spec.update(LIFETIME_SPEC)
     spec.update(argument_spec)
     kwargs.setdefault("supports_check_mode", True)
     module = AnsibleAWSModule(argument_spec=spec, **kwargs)
-    error = bf_tags.validate_cluster_name(module.params["cluster"])
-    if error:
-        module.fail_json(msg=error)
+    errors = contract_errors(module.params, cluster_required)
+    if errors:
+        module.fail_json(msg="; ".join(errors))
     return module
 
 

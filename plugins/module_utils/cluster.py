@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import paginate
-
-LIVE_INSTANCE_STATES = ["pending", "running", "shutting-down", "stopping", "stopped"]
 
 
 def _summary(item, id_key, **extra):
@@ -23,31 +22,12 @@ def _summary(item, id_key, **extra):
     return result
 
 
-def describe(ec2, cluster, run_id=None, instance_states=None):
+def describe(ec2, cluster, run_id=None, states=None):
     """A dict of lists: instances, volumes, security_groups, subnets, route_tables, internet_gateways, vpcs,
-    key_pairs, each item with id, role, run, expires and tags (tag filters are applied server side)."""
+    key_pairs, each item with id, role, run, expires and tags (tag filters are applied server side); instances
+    in ``states`` (default: every state but terminated) as :func:`instances.summary` gives them."""
     tag_filters = bf_tags.filters(cluster=cluster, run_id=run_id)
-    states = instance_states or LIVE_INSTANCE_STATES
-    reservations = paginate(
-        ec2,
-        "describe_instances",
-        "Reservations",
-        Filters=tag_filters + [{"Name": "instance-state-name", "Values": states}],
-    )
-    instances = [
-        _summary(
-            i,
-            "InstanceId",
-            state=i["State"]["Name"],
-            type=i.get("InstanceType"),
-            private_ip=i.get("PrivateIpAddress"),
-            public_ip=i.get("PublicIpAddress"),
-            subnet_id=i.get("SubnetId"),
-            vpc_id=i.get("VpcId"),
-        )
-        for r in reservations
-        for i in r["Instances"]
-    ]
+    instances = [bf_instances.summary(i) for i in bf_instances.describe(ec2, cluster, run_id=run_id, states=states)]
     volumes = [
         _summary(
             v,

@@ -13,7 +13,6 @@ import socket
 import time
 import uuid
 
-from ansible_collections.buildfarm.ec2.plugins.module_utils import sweep as bf_sweep
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import paginate
 
@@ -22,7 +21,6 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
-LIVE_STATES = ["pending", "running"]
 USER_DATA_LIMIT = 16384
 MAX_VOLUME_GIB = 16384
 USER_DATA_LOG = "/var/log/buildfarm-user-data.log"
@@ -148,44 +146,6 @@ def plan(roles, existing):
     return result
 
 
-def summary(instance):
-    fields = bf_tags.parse(instance.get("Tags"))
-    launch = instance.get("LaunchTime")
-    return {
-        "id": instance["InstanceId"],
-        "role": fields["role"],
-        "private_ip": instance.get("PrivateIpAddress"),
-        "public_ip": instance.get("PublicIpAddress"),
-        "private_dns": instance.get("PrivateDnsName") or None,
-        "public_dns": instance.get("PublicDnsName") or None,
-        "state": instance["State"]["Name"],
-        "type": instance.get("InstanceType"),
-        "launch_time": launch.isoformat() if hasattr(launch, "isoformat") else launch,
-        "spot": instance.get("InstanceLifecycle") == "spot",
-        "subnet_id": instance.get("SubnetId"),
-        "availability_zone": instance.get("Placement", {}).get("AvailabilityZone"),
-    }
-
-
-def list_instances(ec2, cluster, roles=None, states=None, instance_ids=None):
-    """Live instances of ``cluster`` (optionally some roles / ids) as summaries, sorted by role and age."""
-    extra = [{"Name": "instance-state-name", "Values": states or LIVE_STATES}]
-    if instance_ids:
-        extra.append({"Name": "instance-id", "Values": list(instance_ids)})
-    reservations = paginate(
-        ec2, "describe_instances", "Reservations", Filters=bf_tags.filters(cluster=cluster, role=roles, extra=extra)
-    )
-    found = [summary(i) for r in reservations for i in r["Instances"]]
-    return sorted(found, key=lambda i: (i["role"] or "", i["launch_time"] or "", i["id"]))
-
-
-def by_role(instances):
-    grouped = {}
-    for instance in instances:
-        grouped.setdefault(instance["role"], []).append(instance)
-    return grouped
-
-
 def free_addresses(ec2, subnet_id):
     subnets = paginate(ec2, "describe_subnets", "Subnets", Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])
     if not subnets:
@@ -278,21 +238,6 @@ def run_instances(ec2, role, count, launch):
             fallback = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
     response = ec2.run_instances(aws_retry=True, ClientToken=uuid.uuid4().hex, **kwargs)
     return [i["InstanceId"] for i in response["Instances"]], fallback
-
-
-def terminate(ec2, instance_ids, wait):
-    for start in range(0, len(instance_ids), 500):
-        ec2.terminate_instances(aws_retry=True, InstanceIds=instance_ids[start : start + 500])
-    if wait and instance_ids:
-        bf_sweep.wait_terminated(ec2, instance_ids)
-
-
-def wait_running(ec2, instance_ids, delay=5, max_attempts=80):
-    for start in range(0, len(instance_ids), 500):
-        ec2.get_waiter("instance_running").wait(
-            Filters=[{"Name": "instance-id", "Values": instance_ids[start : start + 500]}],
-            WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts},
-        )
 
 
 def wait_for_port(host, port, timeout, interval=2.0):

@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 import time
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import paginate
-from ansible_collections.buildfarm.ec2.plugins.module_utils.sweep import TAG_KEEP
 
 DEVICE_RE = re.compile(r"^/dev/(?:sd|xvd)[b-z]$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 VOLUME_STATES = ["creating", "available", "in-use"]
 VOLUME_TYPES = ["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"]
 
@@ -39,8 +38,8 @@ def nvme_path(volume_id):
 def validate(params):
     """Error messages for bad volume input (empty when fine); pure."""
     errors = []
-    if not NAME_RE.match(params.get("name") or ""):
-        errors.append("name %r is invalid: use 1-63 letters, digits, '.', '_' or '-'" % (params.get("name"),))
+    if bf_tags.validate_volume_name(params.get("name")):
+        errors.append(bf_tags.validate_volume_name(params.get("name")))
     if params.get("size") is not None and not 1 <= params["size"] <= 16384:
         errors.append("size must be 1-16384 GiB, got %d" % params["size"])
     if not DEVICE_RE.match(params.get("device_name") or ""):
@@ -79,16 +78,7 @@ def get(ec2, volume_id):
 
 def instance(ec2, instance_id):
     """The live instance ``instance_id`` (raw) or a VolumeError that says so."""
-    reservations = paginate(
-        ec2,
-        "describe_instances",
-        "Reservations",
-        Filters=[
-            {"Name": "instance-id", "Values": [instance_id]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-        ],
-    )
-    found = [i for r in reservations for i in r["Instances"]]
+    found = bf_instances.describe(ec2, instance_ids=[instance_id], states=bf_instances.ATTACHABLE)
     if not found:
         raise VolumeError("instance_id %s does not exist or is terminated: give a live instance" % instance_id)
     return found[0]
@@ -158,7 +148,7 @@ def delete(ec2, volume, params):
 
 def keep_changes(volume, keep):
     """The tag call needed so the volume's keep tag matches ``keep``: ('set'|'unset'|None)."""
-    current = bf_tags.to_dict(volume.get("Tags")).get(TAG_KEEP) == "true"
+    current = bf_tags.is_kept(volume.get("Tags"))
     if keep and not current:
         return "set"
     if not keep and current:

@@ -318,7 +318,6 @@ def main():
         exclude=dict(type="list", elements="str", default=[]),
         bucket=dict(type="str", required=True),
         prefix=dict(type="str"),
-        run_id=dict(type="str"),
         storage_class=dict(type="str", default="STANDARD", choices=STORAGE_CLASSES),
         encryption=dict(type="str", default="AES256", choices=["AES256", "aws:kms", "none"]),
         kms_key_id=dict(type="str"),

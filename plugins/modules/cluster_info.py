@@ -54,7 +54,9 @@ resources:
   type: dict
   contains:
     instances:
-      description: Instances with state, type, private_ip, public_ip, subnet_id and vpc_id.
+      description:
+        - Instances with state, type, private_ip, public_ip, private_dns, public_dns, launch_time, spot,
+          subnet_id, vpc_id and availability_zone.
       type: list
       elements: dict
     volumes:
@@ -115,6 +117,7 @@ total:
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import cluster as bf_cluster
+from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 
 try:
     import botocore
@@ -124,11 +127,10 @@ except ImportError:
 
 def main():
     argument_spec = dict(
-        run_id=dict(type="str"),
         instance_states=dict(
             type="list",
             elements="str",
-            default=list(bf_cluster.LIVE_INSTANCE_STATES),
+            default=list(bf_instances.EXISTING),
             choices=["pending", "running", "shutting-down", "stopping", "stopped", "terminated"],
         ),
     )

@@ -13,7 +13,7 @@ description:
     and role tags. Missing instances are launched with one RunInstances call per role
     (MinCount = MaxCount = the number missing); surplus instances are terminated, newest first.
   - Every instance requires IMDSv2 (C(HttpTokens=required)), has shutdown behaviour C(terminate) and powers
-    itself off after O(max_lifetime) minutes (a systemd timer set by the user-data), so an instance cannot
+    itself off after O(lifetime) minutes (a systemd timer set by the user-data), so an instance cannot
     outlive a lost controller by more than that.
   - Spot roles fall back to on-demand when EC2 refuses spot capacity or price (for example
     C(InsufficientInstanceCapacity), C(SpotMaxPriceTooLow), C(MaxSpotInstanceCountExceeded)); each fallback is
@@ -95,12 +95,15 @@ options:
     type: list
     elements: str
     default: []
-  max_lifetime:
+  lifetime:
     description:
       - Minutes after boot at which an instance powers itself off and is terminated; also the
         C(buildfarm:expires) tag of new instances.
+      - The same option as the other modules' O(buildfarm.ec2.network#module:lifetime); O(max_lifetime) is the
+        name it had before and still works.
     type: int
     default: 240
+    aliases: [expires, max_lifetime]
   wait:
     description:
       - Wait with the botocore waiters until new instances are running and terminated ones are terminated.
@@ -139,7 +142,7 @@ EXAMPLES = r"""
     image_id: ami-0123456789abcdef0
     subnet_id: "{{ net.subnet_id }}"
     security_group_ids: ["{{ net.security_group_id }}"]
-    max_lifetime: 120
+    lifetime: 120
     user_data: |
       #!/bin/sh
       apt-get update
@@ -263,6 +266,7 @@ private_key:
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet as bf_fleet
+from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
 try:
@@ -273,16 +277,11 @@ except ImportError:
 
 def _validate(params):
     errors = []
-    if params["run_id"] is not None and bf_tags.validate_run_id(params["run_id"]):
-        errors.append(bf_tags.validate_run_id(params["run_id"]))
     if params["state"] == "present":
         if not params["roles"]:
             errors.append("roles is required with state=present: list the roles with name, count and type")
         errors.extend(bf_fleet.validate_roles(params["roles"]))
-        if params["max_lifetime"] <= 0:
-            errors.append("max_lifetime must be a positive number of minutes, got %d" % params["max_lifetime"])
-        else:
-            errors.extend(bf_fleet.validate_user_data(params["user_data"], params["max_lifetime"]))
+        errors.extend(bf_fleet.validate_user_data(params["user_data"], params["lifetime"]))
         for name in ("wait_timeout", "ssh_timeout"):
             if params[name] <= 0:
                 errors.append("%s must be a positive number of seconds, got %d" % (name, params[name]))
@@ -296,8 +295,8 @@ def _present(module, ec2):
     cluster = params["cluster"]
     roles = params["roles"]
     names = [r["name"] for r in roles]
-    existing = bf_fleet.list_instances(ec2, cluster, roles=names)
-    plan = bf_fleet.plan(roles, bf_fleet.by_role(existing))
+    existing = bf_instances.find(ec2, cluster, roles=names, states=bf_instances.SERVING)
+    plan = bf_fleet.plan(roles, bf_instances.by_role(existing))
     to_launch = sum(p["launch"] for p in plan.values())
     to_terminate = [i for p in plan.values() for i in p["terminate"]]
     result = dict(launched=[], terminated=to_terminate, plan=plan, fallbacks=[], key_name=params["key_name"])
@@ -339,7 +338,7 @@ def _present(module, ec2):
         result.update(changed=changed, instances=existing)
         return result
 
-    expires = bf_tags.expires_at(params["max_lifetime"])
+    expires = bf_tags.expires_at(params["lifetime"])
     if key_created:
         key_tags = bf_tags.cluster_tags(cluster, role="fleet", run_id=params["run_id"], expires=expires)
         result["key_name"], result["private_key"] = bf_fleet.create_key_pair(ec2, cluster, key_tags)
@@ -359,13 +358,13 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
     cluster = params["cluster"]
     names = [r["name"] for r in params["roles"]]
     if to_terminate:
-        bf_fleet.terminate(ec2, to_terminate, params["wait"])
+        bf_instances.terminate(ec2, to_terminate, params["wait"])
     launch = dict(
         image_id=params["image_id"],
         subnet_id=params["subnet_id"],
         security_group_ids=params["security_group_ids"],
         key_name=result["key_name"],
-        user_data=bf_fleet.build_user_data(params["user_data"], params["max_lifetime"]),
+        user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"]),
         root_device=root_device,
         tags={
             name: bf_tags.cluster_tags(cluster, role=name, run_id=params["run_id"], expires=expires) for name in names
@@ -381,8 +380,10 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
             result["fallbacks"].append({"role": role["name"], "reason": fallback})
             module.warn("role %s: spot launch refused (%s); launched on-demand instead" % (role["name"], fallback))
     if params["wait"] and result["launched"]:
-        bf_fleet.wait_running(ec2, result["launched"], max_attempts=max(1, params["wait_timeout"] // 5))
-    result["instances"] = bf_fleet.list_instances(ec2, cluster, roles=names)
+        bf_instances.wait_for(
+            ec2, "instance_running", result["launched"], max_attempts=max(1, params["wait_timeout"] // 5)
+        )
+    result["instances"] = bf_instances.find(ec2, cluster, roles=names, states=bf_instances.SERVING)
     if params["wait_for_ssh"]:
         new = [i for i in result["instances"] if i["id"] in result["launched"]]
         late = [i["id"] for i in new if not bf_fleet.wait_for_port(i["private_ip"], 22, params["ssh_timeout"])]
@@ -396,7 +397,7 @@ def _absent(module, ec2):
     params = module.params
     cluster = params["cluster"]
     names = [r["name"] for r in params["roles"]] if params["roles"] else None
-    existing = bf_fleet.list_instances(ec2, cluster, roles=names)
+    existing = bf_instances.find(ec2, cluster, roles=names, states=bf_instances.SERVING)
     ids = [i["id"] for i in existing]
     pair = None
     if not names and not params["key_name"]:
@@ -415,7 +416,7 @@ def _absent(module, ec2):
     if module.check_mode:
         return result
     if ids:
-        bf_fleet.terminate(ec2, ids, params["wait"])
+        bf_instances.terminate(ec2, ids, params["wait"])
     if pair is not None:
         ec2.delete_key_pair(aws_retry=True, KeyName=pair["KeyName"])
     return result
@@ -424,7 +425,6 @@ def _absent(module, ec2):
 def main():
     argument_spec = dict(
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        run_id=dict(type="str"),
         roles=dict(
             type="list",
             elements="dict",
@@ -441,13 +441,12 @@ def main():
         user_data=dict(type="str", default=""),
         subnet_id=dict(type="str"),
         security_group_ids=dict(type="list", elements="str", default=[]),
-        max_lifetime=dict(type="int", default=240),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=600),
         wait_for_ssh=dict(type="bool", default=False),
         ssh_timeout=dict(type="int", default=300),
     )
-    module = aws.new_module(argument_spec)
+    module = aws.new_module(argument_spec, lifetime=True)
     errors = _validate(module.params)
     if errors:
         module.fail_json(msg="; ".join(errors))

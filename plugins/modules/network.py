@@ -140,7 +140,6 @@ deleted:
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import network as bf_network
-from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
 try:
     import botocore
@@ -151,8 +150,6 @@ except ImportError:
 def main():
     argument_spec = dict(
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        run_id=dict(type="str"),
-        lifetime=dict(type="int", default=240, aliases=["expires"]),
         vpc_cidr=dict(type="str", default="10.0.0.0/16"),
         subnet_cidr=dict(type="str", default="10.0.0.0/24"),
         min_addresses=dict(type="int", default=0),
@@ -160,15 +157,11 @@ def main():
         internet_gateway=dict(type="bool", default=True),
         ssh_cidr=dict(type="str"),
     )
-    module = aws.new_module(argument_spec)
+    module = aws.new_module(argument_spec, lifetime=True)
     params = module.params
     errors = bf_network.validate(
         params["vpc_cidr"], params["subnet_cidr"], params["ssh_cidr"], params["state"], params["min_addresses"]
     )
-    if params["lifetime"] <= 0:
-        errors.append("lifetime must be a positive number of minutes, got %d" % params["lifetime"])
-    if params["run_id"] is not None and bf_tags.validate_run_id(params["run_id"]):
-        errors.append(bf_tags.validate_run_id(params["run_id"]))
     if errors:
         module.fail_json(msg="; ".join(errors))
     if params["state"] == "present" and params["ssh_cidr"] in ("0.0.0.0/0",):

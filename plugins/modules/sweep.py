@@ -130,8 +130,6 @@ kept:
   elements: str
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import cluster as bf_cluster
 from ansible_collections.buildfarm.ec2.plugins.module_utils import sweep as bf_sweep
@@ -145,25 +143,15 @@ except ImportError:
 
 def main():
     argument_spec = dict(
-        cluster=dict(type="str"),
-        run_id=dict(type="str"),
         expired_only=dict(type="bool", default=False),
         delete_kept=dict(type="bool", default=False),
         wait=dict(type="bool", default=True),
     )
-    # Not aws.new_module: the cluster is optional here (every expired cluster), and checked below instead.
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    # The cluster is optional here: without it, expired_only sweeps every expired cluster.
+    module = aws.new_module(argument_spec, cluster_required=False)
     params = module.params
-    errors = []
-    if params["cluster"] is None:
-        if not params["expired_only"]:
-            errors.append("cluster is required unless expired_only=true: name the cluster to delete")
-    elif bf_tags.validate_cluster_name(params["cluster"]):
-        errors.append(bf_tags.validate_cluster_name(params["cluster"]))
-    if params["run_id"] is not None and bf_tags.validate_run_id(params["run_id"]):
-        errors.append(bf_tags.validate_run_id(params["run_id"]))
-    if errors:
-        module.fail_json(msg="; ".join(errors))
+    if params["cluster"] is None and not params["expired_only"]:
+        module.fail_json(msg="cluster is required unless expired_only=true: name the cluster to delete")
 
     ec2 = aws.client(module, "ec2")
     try:

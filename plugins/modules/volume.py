@@ -182,7 +182,6 @@ actions:
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils import volumes as bf_volumes
-from ansible_collections.buildfarm.ec2.plugins.module_utils.sweep import TAG_KEEP
 
 try:
     import botocore
@@ -268,7 +267,7 @@ def _describe(verb, argument, params):
     if verb == "attach":
         return "attach to %s as %s" % (argument, params["device_name"])
     if verb == "keep":
-        return "%s tag %s" % (argument, TAG_KEEP)
+        return "%s tag %s" % (argument, bf_tags.TAG_KEEP)
     if verb == "create":
         return "create %d GiB %s volume in %s" % (params["size"], params["volume_type"], argument)
     return "%s %s" % ("detach from" if verb == "detach" else verb, argument)
@@ -285,15 +284,15 @@ def _apply(ec2, params, volume, actions):
                 extra={"Name": params["name"]},
             )
             if params["keep"]:
-                tags[TAG_KEEP] = "true"
+                tags[bf_tags.TAG_KEEP] = "true"
             volume = bf_volumes.create(ec2, params, argument, tags)
         elif verb == "keep":
             if argument == "set":
                 ec2.create_tags(
-                    aws_retry=True, Resources=[volume["VolumeId"]], Tags=[{"Key": TAG_KEEP, "Value": "true"}]
+                    aws_retry=True, Resources=[volume["VolumeId"]], Tags=[{"Key": bf_tags.TAG_KEEP, "Value": "true"}]
                 )
             else:
-                ec2.delete_tags(aws_retry=True, Resources=[volume["VolumeId"]], Tags=[{"Key": TAG_KEEP}])
+                ec2.delete_tags(aws_retry=True, Resources=[volume["VolumeId"]], Tags=[{"Key": bf_tags.TAG_KEEP}])
         elif verb == "detach":
             volume = bf_volumes.detach(ec2, volume, params)
         elif verb == "attach":
@@ -325,8 +324,6 @@ def main():
     argument_spec = dict(
         name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "attached", "handed_off", "detached", "absent"]),
-        run_id=dict(type="str"),
-        lifetime=dict(type="int", default=240, aliases=["expires"]),
         size=dict(type="int"),
         volume_type=dict(type="str", default="gp3", choices=bf_volumes.VOLUME_TYPES),
         availability_zone=dict(type="str"),
@@ -340,6 +337,7 @@ def main():
     )
     module = aws.new_module(
         argument_spec,
+        lifetime=True,
         required_if=[
             ("state", "attached", ["instance_id"]),
             ("state", "handed_off", ["instance_id"]),
@@ -347,14 +345,8 @@ def main():
     )
     params = module.params
     errors = bf_volumes.validate(params)
-    if params["lifetime"] <= 0:
-        errors.append("lifetime must be a positive number of minutes, got %d" % params["lifetime"])
-    for check in (
-        bf_tags.validate_run_id(params["run_id"]) if params["run_id"] is not None else None,
-        bf_tags.validate_role_name(params["role"]),
-    ):
-        if check:
-            errors.append(check)
+    if bf_tags.validate_role_name(params["role"]):
+        errors.append(bf_tags.validate_role_name(params["role"]))
     if errors:
         module.fail_json(msg="; ".join(errors))
 

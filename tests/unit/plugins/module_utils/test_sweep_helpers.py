@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
 
-from ansible_collections.buildfarm.ec2.plugins.module_utils import sweep
+from ansible_collections.buildfarm.ec2.plugins.module_utils import aws, sweep
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -48,10 +48,10 @@ def test_not_found_counts_as_gone_but_other_errors_do_not():
     def error(code):
         return ClientError({"Error": {"Code": code, "Message": "x"}}, "DeleteVpc")
 
-    assert sweep.is_gone(error("InvalidVpcID.NotFound")) is True
-    assert sweep.is_gone(error("Gateway.NotAttached")) is True
-    assert sweep.is_gone(error("DependencyViolation")) is False
-    assert sweep.is_gone(error("UnauthorizedOperation")) is False
+    assert aws.is_gone(error("InvalidVpcID.NotFound")) is True
+    assert aws.is_gone(error("Gateway.NotAttached")) is True
+    assert aws.is_gone(error("DependencyViolation")) is False
+    assert aws.is_gone(error("UnauthorizedOperation")) is False
 
 
 def test_check_mode_lists_everything_in_dependency_order_without_a_client():
