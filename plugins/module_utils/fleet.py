@@ -190,6 +190,25 @@ def create_key_pair(ec2, cluster, tags):
     return created["KeyName"], created["KeyMaterial"]
 
 
+def network_interface(launch):
+    """Where an instance attaches: the subnet and groups, and a public IPv4 when ``launch['public_ip']`` (EC2
+    takes AssociatePublicIpAddress only on a network interface, with the subnet and groups given there)."""
+    if not launch.get("public_ip"):
+        placement = {"SubnetId": launch["subnet_id"]}
+        if launch.get("security_group_ids"):
+            placement["SecurityGroupIds"] = launch["security_group_ids"]
+        return placement
+    interface = {
+        "DeviceIndex": 0,
+        "SubnetId": launch["subnet_id"],
+        "AssociatePublicIpAddress": True,
+        "DeleteOnTermination": True,
+    }
+    if launch.get("security_group_ids"):
+        interface["Groups"] = launch["security_group_ids"]
+    return {"NetworkInterfaces": [interface]}
+
+
 def run_instances(ec2, role, count, launch):
     """One RunInstances call for ``count`` instances of ``role``; returns (instance ids, fallback reason)."""
     kwargs = dict(
@@ -197,7 +216,6 @@ def run_instances(ec2, role, count, launch):
         InstanceType=role["type"],
         MinCount=count,
         MaxCount=count,
-        SubnetId=launch["subnet_id"],
         UserData=launch["user_data"],
         InstanceInitiatedShutdownBehavior="terminate",
         MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
@@ -206,8 +224,7 @@ def run_instances(ec2, role, count, launch):
     )
     if launch.get("key_name"):
         kwargs["KeyName"] = launch["key_name"]
-    if launch.get("security_group_ids"):
-        kwargs["SecurityGroupIds"] = launch["security_group_ids"]
+    kwargs.update(network_interface(launch))
     if role.get("volume_size"):
         kwargs["BlockDeviceMappings"] = [
             {

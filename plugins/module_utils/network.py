@@ -2,6 +2,16 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The network of a build cluster: VPC, subnet, optional internet gateway + route, cluster security group.
 
+Two placements. Own network (the default): the cluster's own VPC, subnet, route table and internet gateway;
+the controller is outside AWS and reaches the nodes by their public addresses. Existing subnet (``subnet_id``):
+the controller runs inside AWS; only the cluster's security group is made, in the subnet's VPC, and nothing
+the cluster did not create is ever changed or deleted.
+
+Egress is EC2's: an instance reaches the internet (the package mirror) only with a public IPv4 and a
+0.0.0.0/0 route to an attached internet gateway, or through a 0.0.0.0/0 route to an available NAT gateway.
+:func:`egress` reads that from the subnet's route table (its own association, else the VPC's main table), so
+a cluster that could not install a package is refused before any instance starts.
+
 Everything is found by the cluster tag (never by name alone). ``validate`` is pure and runs before any call;
 ``ensure`` converges and ``remove`` deletes in dependency order through the sweep helpers.
 """
@@ -16,8 +26,11 @@ from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import paginate
 from ansible_collections.buildfarm.ec2.plugins.module_utils.cluster import describe
 
 ROLE = "network"
-# Ports the cluster uses between its own members (from the group itself only): distcc, status page, Slurm, NFS.
-CLUSTER_PORTS = [(3632, 3633), (80, 80), (6817, 6819), (2049, 2049)]
+# Ports the cluster uses between its own members (from the group itself only): distcc and its pump mode, the
+# status page, slurmctld/slurmd/slurmdbd, srun's ports (SrunPortRange in the slurm role's slurm.conf), NFS.
+SRUN_PORTS = (60001, 60100)
+CLUSTER_PORTS = [(3632, 3633), (80, 80), (6817, 6819), SRUN_PORTS, (2049, 2049)]
+ANYWHERE = "0.0.0.0/0"
 SSH_PORT = 22
 AWS_RESERVED_ADDRESSES = 5
 NETWORK_KINDS = ["security_groups", "subnets", "route_tables", "internet_gateways", "vpcs"]
@@ -42,9 +55,11 @@ def _network(value, name):
     return net, None
 
 
-def validate(vpc_cidr, subnet_cidr, ssh_cidr, state, min_addresses=0):
+def validate(vpc_cidr, subnet_cidr, ssh_cidr, state, min_addresses=0, subnet_id=None, ssh_from_anywhere=False):
     """Error messages for bad network input (empty list when all is well); makes no API call."""
     errors = []
+    if subnet_id is not None and not str(subnet_id).startswith("subnet-"):
+        errors.append("subnet_id %r is not a subnet id: give one like subnet-0123456789abcdef0" % (subnet_id,))
     vpc, error = _network(vpc_cidr, "vpc_cidr")
     if error:
         errors.append(error)
@@ -68,9 +83,14 @@ def validate(vpc_cidr, subnet_cidr, ssh_cidr, state, min_addresses=0):
                 "ssh_cidr is required with state=present: give the CIDR that may reach SSH, e.g. 203.0.113.7/32"
             )
         else:
-            error = _network(ssh_cidr, "ssh_cidr")[1]
+            net, error = _network(ssh_cidr, "ssh_cidr")
             if error:
                 errors.append(error)
+            elif net.prefixlen == 0 and not ssh_from_anywhere:
+                errors.append(
+                    "ssh_cidr %s opens SSH of every node to the whole internet: give the controller's address "
+                    "(e.g. 203.0.113.7/32), or set ssh_from_anywhere=true if that is really meant" % ssh_cidr
+                )
     return errors
 
 
@@ -150,8 +170,86 @@ class NetworkError(Exception):
     """A state of the account that the module cannot converge on its own (message says what to do)."""
 
 
-def _find(ec2, cluster):
+def existing_subnet(ec2, subnet_id):
+    """The user's subnet ``subnet_id`` as {id, cidr, vpc_id, vpc_cidr, map_public_ip}, or a NetworkError."""
+    subnets = paginate(ec2, "describe_subnets", "Subnets", Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])
+    if not subnets:
+        raise NetworkError("subnet_id %s was not found in this region: give an existing subnet's id" % subnet_id)
+    subnet = subnets[0]
+    vpcs = paginate(ec2, "describe_vpcs", "Vpcs", Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]}])
+    return {
+        "id": subnet["SubnetId"],
+        "cidr": subnet["CidrBlock"],
+        "vpc_id": subnet["VpcId"],
+        "vpc_cidr": vpcs[0]["CidrBlock"] if vpcs else None,
+        "map_public_ip": bool(subnet.get("MapPublicIpOnLaunch")),
+    }
+
+
+def subnet_route_table(ec2, subnet_id, vpc_id):
+    """The route table EC2 applies to ``subnet_id``: its explicit association, else the VPC's main table."""
+    tables = paginate(
+        ec2, "describe_route_tables", "RouteTables", Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
+    )
+    if not tables:
+        tables = paginate(
+            ec2,
+            "describe_route_tables",
+            "RouteTables",
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "association.main", "Values": ["true"]}],
+        )
+    return tables[0] if tables else None
+
+
+def egress(ec2, table, vpc_id):
+    """How instances behind route table ``table`` reach the internet: (kind, detail).
+
+    kind is ``internet_gateway`` (only with a public IPv4 on the instance), ``nat_gateway``, or ``none`` with
+    the reason in detail."""
+    route = _default_route(table)
+    table_id = (table or {}).get("RouteTableId", "(none)")
+    if route is None:
+        return "none", "route table %s has no 0.0.0.0/0 route (to an internet gateway or a NAT gateway)" % table_id
+    if route.get("State", "active") != "active":
+        return "none", "the 0.0.0.0/0 route of route table %s is %s" % (table_id, route.get("State"))
+    if route.get("NatGatewayId"):
+        nat_id = route["NatGatewayId"]
+        nats = paginate(ec2, "describe_nat_gateways", "NatGateways", NatGatewayIds=[nat_id])
+        state = nats[0].get("State") if nats else "missing"
+        if state != "available":
+            return "none", "route table %s sends 0.0.0.0/0 to NAT gateway %s, which is %s" % (table_id, nat_id, state)
+        return "nat_gateway", nat_id
+    gateway_id = route.get("GatewayId") or ""
+    if gateway_id.startswith("igw-"):
+        gateways = paginate(
+            ec2,
+            "describe_internet_gateways",
+            "InternetGateways",
+            Filters=[{"Name": "internet-gateway-id", "Values": [gateway_id]}],
+        )
+        attached = [a for g in gateways for a in g.get("Attachments", []) if a.get("VpcId") == vpc_id]
+        if not attached or attached[0].get("State", "available") not in ("available", "attached"):
+            return "none", "route table %s sends 0.0.0.0/0 to internet gateway %s, which is not attached to %s" % (
+                table_id,
+                gateway_id,
+                vpc_id,
+            )
+        return "internet_gateway", gateway_id
+    target = gateway_id or route.get("TransitGatewayId") or route.get("NetworkInterfaceId") or "another target"
+    return "none", "route table %s sends 0.0.0.0/0 to %s, which this collection cannot check" % (table_id, target)
+
+
+def _find(ec2, cluster, subnet=None):
     found = describe(ec2, cluster)
+    if subnet is not None:
+        groups = [g for g in found["security_groups"] if g["vpc_id"] == subnet["vpc_id"]]
+        return {
+            "vpc": {"id": subnet["vpc_id"], "cidr": subnet["vpc_cidr"]},
+            "subnet": {"id": subnet["id"], "cidr": subnet["cidr"]},
+            "group": _one(groups, "security groups", cluster),
+            "route_table": None,
+            "internet_gateway": None,
+        }
     vpc = _one(found["vpcs"], "VPCs", cluster)
     subnets = [s for s in found["subnets"] if vpc and s["vpc_id"] == vpc["id"]]
     groups = [g for g in found["security_groups"] if vpc and g["vpc_id"] == vpc["id"]]
@@ -166,11 +264,14 @@ def _find(ec2, cluster):
     }
 
 
-def _result(found, vpc_cidr, subnet_cidr):
+def _result(found, vpc_cidr, subnet_cidr, way_out=("none", "")):
     def rid(key):
         return found[key]["id"] if found.get(key) else None
 
     return {
+        "egress": way_out[0],
+        "egress_detail": way_out[1],
+        "public_ip": way_out[0] == "internet_gateway",
         "vpc_id": rid("vpc"),
         "subnet_id": rid("subnet"),
         "security_group_id": rid("group"),
@@ -181,12 +282,22 @@ def _result(found, vpc_cidr, subnet_cidr):
     }
 
 
+def _no_egress(subnet_id, detail):
+    return NetworkError(
+        "the nodes in subnet %s would have no way to the internet (packages could not be installed): %s. Add a "
+        "0.0.0.0/0 route to a NAT gateway (or to an attached internet gateway, with public IPs), or set "
+        "require_egress=false when the nodes need none" % (subnet_id, detail)
+    )
+
+
 def ensure(ec2, params, check_mode):
     """Converge the network; returns (changed, actions, result ids)."""
     cluster = params["cluster"]
     tags = bf_tags.cluster_tags(
         cluster, role=ROLE, run_id=params.get("run_id"), expires=bf_tags.expires_at(params["lifetime"])
     )
+    if params.get("subnet_id"):
+        return _ensure_in_subnet(ec2, params, tags, check_mode)
     found = _find(ec2, cluster)
     actions = []
     if found["vpc"] and found["vpc"]["cidr"] != params["vpc_cidr"]:
@@ -227,19 +338,7 @@ def ensure(ec2, params, check_mode):
         found["subnet"] = {"id": subnet["SubnetId"], "cidr": subnet["CidrBlock"]}
     subnet_id = found["subnet"]["id"] if found["subnet"] else None
 
-    if not found["group"] and act("create security group %s" % group_name(cluster)):
-        group = ec2.create_security_group(
-            aws_retry=True,
-            GroupName=group_name(cluster),
-            Description="buildfarm.ec2 cluster %s" % cluster,
-            VpcId=vpc_id,
-            TagSpecifications=bf_tags.tag_specifications("security-group", tags),
-        )
-        found["group"] = {"id": group["GroupId"]}
-    if found["group"]:
-        _ensure_rules(ec2, found["group"]["id"], params["ssh_cidr"], act)
-    elif check_mode:
-        actions.append("authorize %d ingress rules" % len(desired_permissions("sg-new", params["ssh_cidr"])))
+    _ensure_group(ec2, params, found, vpc_id, tags, act, check_mode)
 
     if not found["route_table"] and act("create route table"):
         table = ec2.create_route_table(
@@ -256,7 +355,52 @@ def ensure(ec2, params, check_mode):
         _ensure_gateway(ec2, found, table, tags, act)
     else:
         _remove_gateway(ec2, found, table, act)
-    return bool(actions), actions, _result(found, params["vpc_cidr"], params["subnet_cidr"])
+    if table is not None and not check_mode:
+        way_out = egress(ec2, _route_table(ec2, table["RouteTableId"]), vpc_id)
+    elif params["internet_gateway"]:
+        way_out = ("internet_gateway", found["internet_gateway"]["id"] if found["internet_gateway"] else "(new)")
+    else:
+        way_out = ("none", "internet_gateway=false: the cluster's route table has no 0.0.0.0/0 route")
+    return bool(actions), actions, _result(found, params["vpc_cidr"], params["subnet_cidr"], way_out)
+
+
+def _ensure_in_subnet(ec2, params, tags, check_mode):
+    """An existing subnet: check its way out first (nothing is made when there is none), then only the
+    cluster's security group in its VPC."""
+    subnet = existing_subnet(ec2, params["subnet_id"])
+    table = subnet_route_table(ec2, subnet["id"], subnet["vpc_id"])
+    way_out = egress(ec2, table, subnet["vpc_id"])
+    if way_out[0] == "none" and params.get("require_egress"):
+        raise _no_egress(subnet["id"], way_out[1])
+    found = _find(ec2, params["cluster"], subnet)
+    if table is not None:
+        found["route_table"] = {"id": table["RouteTableId"]}
+    actions = []
+
+    def act(what):
+        actions.append(what)
+        return not check_mode
+
+    _ensure_group(ec2, params, found, subnet["vpc_id"], tags, act, check_mode)
+    return bool(actions), actions, _result(found, subnet["vpc_cidr"], subnet["cidr"], way_out)
+
+
+def _ensure_group(ec2, params, found, vpc_id, tags, act, check_mode):
+    cluster = params["cluster"]
+    if not found["group"] and act("create security group %s" % group_name(cluster)):
+        group = ec2.create_security_group(
+            aws_retry=True,
+            GroupName=group_name(cluster),
+            Description="buildfarm.ec2 cluster %s" % cluster,
+            VpcId=vpc_id,
+            TagSpecifications=bf_tags.tag_specifications("security-group", tags),
+        )
+        found["group"] = {"id": group["GroupId"]}
+    if found["group"]:
+        _ensure_rules(ec2, found["group"]["id"], params["ssh_cidr"], act)
+    elif check_mode:
+        actions_count = len(desired_permissions("sg-new", params["ssh_cidr"]))
+        act("authorize %d ingress rules" % actions_count)
 
 
 def _route_table(ec2, table_id):

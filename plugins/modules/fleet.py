@@ -95,6 +95,14 @@ options:
     type: list
     elements: str
     default: []
+  public_ip:
+    description:
+      - Give every new instance a public IPv4 address (C(AssociatePublicIpAddress) on its network interface).
+        Instances reach the internet through an internet gateway only with one, and a controller outside AWS
+        reaches them only by it (RV(buildfarm.ec2.network#module:public_ip) says when the subnet needs it).
+      - Public IPv4 addresses are billed per address-hour while the instance runs.
+    type: bool
+    default: false
   lifetime:
     description:
       - Minutes after boot at which an instance powers itself off and is terminated; also the
@@ -363,6 +371,7 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         image_id=params["image_id"],
         subnet_id=params["subnet_id"],
         security_group_ids=params["security_group_ids"],
+        public_ip=params["public_ip"],
         key_name=result["key_name"],
         user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"]),
         root_device=root_device,
@@ -441,6 +450,7 @@ def main():
         user_data=dict(type="str", default=""),
         subnet_id=dict(type="str"),
         security_group_ids=dict(type="list", elements="str", default=[]),
+        public_ip=dict(type="bool", default=False),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=600),
         wait_for_ssh=dict(type="bool", default=False),

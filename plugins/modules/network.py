@@ -9,10 +9,20 @@ module: network
 short_description: The VPC, subnet, internet gateway, route table and security group of a build cluster
 version_added: 1.0.0
 description:
-  - Creates (or finds, by the cluster tag) one VPC, one subnet, a route table associated with the subnet, an
-    optional internet gateway with a default route (for package downloads), and the cluster security group.
+  - Own network (the default, for a controller outside AWS) creates (or finds, by the cluster tag) one VPC, one
+    subnet, a route table associated with the subnet, an optional internet gateway with a default route (for
+    package downloads), and the cluster security group. Instances then need a public IPv4 to use the gateway
+    (RV(public_ip); C(buildfarm.ec2.fleet) with O(buildfarm.ec2.fleet#module:public_ip=true)), and the
+    controller reaches them by those addresses.
+  - Existing subnet (O(subnet_id), for a controller inside AWS) creates only the cluster security group, in the
+    subnet's VPC, and never changes or deletes the subnet, its VPC or its routes.
+  - RV(egress) says how instances in the subnet reach the internet, read from the subnet's route table (its
+    own association, else the VPC's main table) as EC2 applies it - through an attached internet gateway (only
+    with a public IPv4) or an available NAT gateway. With O(require_egress=true) a subnet without either is
+    refused before anything is created.
   - The security group allows SSH (22/tcp) only from O(ssh_cidr). The cluster ports (distcc 3632-3633, HTTP 80,
-    Slurm 6817-6819, NFS 2049) are open only to members of the group itself. Rules that differ are revoked.
+    Slurm 6817-6819, srun 60001-60100, NFS 2049) are open only to members of the group itself. Rules that
+    differ are revoked.
   - O(state=absent) deletes the cluster's network resources in dependency order (security group, subnet, route
     table, internet gateway, VPC), treating resources that are already gone as deleted. Instances must be gone
     first (C(buildfarm.ec2.fleet) with O(buildfarm.ec2.fleet#module:state=absent), or C(buildfarm.ec2.sweep)).
@@ -54,8 +64,26 @@ options:
   ssh_cidr:
     description:
       - The only source allowed to reach SSH (22/tcp), for example the controller's address as V(203.0.113.7/32).
-      - Required with O(state=present). There is deliberately no default; V(0.0.0.0/0) is accepted with a warning.
+      - Required with O(state=present). There is deliberately no default; V(0.0.0.0/0) is refused unless
+        O(ssh_from_anywhere=true).
     type: str
+  ssh_from_anywhere:
+    description:
+      - Accept O(ssh_cidr=0.0.0.0/0) (SSH of every node open to the whole internet, with a warning).
+    type: bool
+    default: false
+  subnet_id:
+    description:
+      - An existing subnet to place the cluster in. Only the cluster's security group is created (in the
+        subnet's VPC); O(vpc_cidr), O(subnet_cidr), O(availability_zone) and O(internet_gateway) are ignored.
+    type: str
+  require_egress:
+    description:
+      - Fail, before anything is created, when instances in the subnet would have no way to the internet (no
+        0.0.0.0/0 route to an available NAT gateway or an attached internet gateway); the message names the
+        route table and what its route lacks.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - buildfarm.ec2.cluster
   - buildfarm.ec2.lifetime
@@ -81,6 +109,14 @@ EXAMPLES = r"""
     subnet_cidr: 10.20.1.0/24
     internet_gateway: false
     ssh_cidr: 10.0.0.0/8
+
+- name: Cluster in an existing private subnet (controller inside AWS), which must reach the internet
+  buildfarm.ec2.network:
+    cluster: demo
+    region: eu-west-1
+    subnet_id: subnet-0123456789abcdef0
+    require_egress: true
+    ssh_cidr: 10.20.0.0/16
 
 - name: Remove the network
   buildfarm.ec2.network:
@@ -125,6 +161,23 @@ subnet_cidr:
   returned: always
   type: str
   sample: 10.0.0.0/24
+egress:
+  description:
+    - How instances in the subnet reach the internet - V(internet_gateway) (with a public IPv4 only),
+      V(nat_gateway), or V(none).
+  returned: when O(state=present)
+  type: str
+  sample: internet_gateway
+egress_detail:
+  description: The gateway id, or why there is no way out.
+  returned: when O(state=present)
+  type: str
+  sample: igw-0123456789abcdef0
+public_ip:
+  description: Whether instances need a public IPv4 to reach the internet (RV(egress=internet_gateway)).
+  returned: when O(state=present)
+  type: bool
+  sample: true
 actions:
   description: What was changed (or, in check mode, would be).
   returned: always
@@ -156,15 +209,31 @@ def main():
         availability_zone=dict(type="str"),
         internet_gateway=dict(type="bool", default=True),
         ssh_cidr=dict(type="str"),
+        ssh_from_anywhere=dict(type="bool", default=False),
+        subnet_id=dict(type="str"),
+        require_egress=dict(type="bool", default=False),
     )
     module = aws.new_module(argument_spec, lifetime=True)
     params = module.params
     errors = bf_network.validate(
-        params["vpc_cidr"], params["subnet_cidr"], params["ssh_cidr"], params["state"], params["min_addresses"]
+        params["vpc_cidr"],
+        params["subnet_cidr"],
+        params["ssh_cidr"],
+        params["state"],
+        params["min_addresses"],
+        params["subnet_id"],
+        params["ssh_from_anywhere"],
     )
+    if params["state"] == "present" and params["require_egress"]:
+        if not params["subnet_id"] and not params["internet_gateway"]:
+            errors.append(
+                "require_egress=true but internet_gateway=false: the cluster's own subnet would have no 0.0.0.0/0 "
+                "route, so its nodes could not install packages; set internet_gateway=true or give a subnet_id "
+                "with a NAT gateway route"
+            )
     if errors:
         module.fail_json(msg="; ".join(errors))
-    if params["state"] == "present" and params["ssh_cidr"] in ("0.0.0.0/0",):
+    if params["state"] == "present" and params["ssh_cidr"] == bf_network.ANYWHERE:
         module.warn("ssh_cidr 0.0.0.0/0 opens SSH of every cluster instance to the whole internet")
 
     ec2 = aws.client(module, "ec2")

@@ -29,6 +29,7 @@ PLAY = AWS_PLAY + """
         image_id: "{{ image_id | default('ami-12c6146b') }}"
         subnet_id: "{{ net.subnet_id }}"
         security_group_ids: ["{{ net.security_group_id }}"]
+        public_ip: "{{ public_ip | default(false) }}"
         max_lifetime: "{{ max_lifetime | default(90) }}"
         user_data: "{{ user_data | default('echo hello from buildfarm') }}"
         roles: "{{ fleet_roles }}"
@@ -195,3 +196,21 @@ def test_api_calls_do_not_grow_with_the_instance_count(aws, run_play):
     two_hundred = _count_launch(aws, run_play, 200)
     assert one["RunInstances"] == 1
     assert one == two_hundred
+
+
+def test_public_ip_is_asked_for_on_the_network_interface(aws, run_play):
+    ec2 = aws.client("ec2")
+    private = run_play(PLAY, extra_vars={"fleet_roles": [dict(ROLES[0], count=1)]})
+    assert private.task("Network")["public_ip"] is True  # its own subnet routes to the internet gateway
+    assert [i["public_ip"] for i in private.task("Fleet")["instances"]] == [None]
+    assert all("PublicIpAddress" not in i for i in _live(ec2))
+    public = run_play(
+        PLAY, extra_vars={"fleet_roles": [dict(ROLES[0], count=1), dict(ROLES[1], count=2)], "public_ip": True}
+    )
+    builders = [i for i in public.task("Fleet")["instances"] if i["role"] == "builder"]
+    assert len(builders) == 2 and all(i["public_ip"] for i in builders)
+    group = public.task("Network")["security_group_id"]
+    for instance in _live(ec2, "builder"):
+        interface = instance["NetworkInterfaces"][0]
+        assert instance["PublicIpAddress"] and [g["GroupId"] for g in interface["Groups"]] == [group]
+        assert instance["SubnetId"] == public.task("Network")["subnet_id"]
