@@ -3,30 +3,36 @@
 """Push a build's outputs to S3: select files, hash them once, skip what is already there, upload the rest
 with s3transfer, delete extras on request, and write ``manifest.json`` last.
 
-Order of work (so that a failure never leaves a manifest claiming success):
+:func:`push` runs these stages in order (so that a failure never leaves a manifest claiming success):
 
-1. Validate everything that can be validated without sending data: source directory, globs, extra files,
-   key collisions, the listing of the prefix (bucket exists, access). Errors raise :class:`ArtifactError`.
-2. Hash every selected file in one read (sha256). Files below ``multipart_threshold`` keep their bytes in
-   memory and are uploaded from them in one PUT with ``ChecksumSHA256`` (S3 verifies the body against the hash),
-   so they are read exactly once; larger files are streamed from disk by
-   s3transfer (multipart, parallel parts, a CRC32 per part) after the hashing pass. Every request body
-   carries a checksum, so the client does not sign payloads (see ``aws.s3_client``); the ETags come from
-   the upload responses, not from a second listing.
-3. A file is skipped when the object under its key already carries the same sha256 (``x-amz-meta-sha256``).
-   The previous manifest (one GET) records each object's ETag and sha256; when the listed ETag still matches,
-   no HEAD is needed. Otherwise a HEAD per candidate (same size) decides. With ``compare: size_mtime`` a file
-   whose size and mtime are the ones the previous manifest recorded (and whose object kept its ETag) is not
-   read at all: it keeps the recorded sha256.
-4. Before the first upload or delete, a previous ``manifest.json`` is deleted; the new one is written only
-   after every upload (and delete) succeeded. An unchanged push keeps the old manifest and sends nothing.
+1. Select (:func:`push_settings`, :func:`select_files`, :func:`list_remote`): validate everything that can be
+   validated without sending data: options, source directory, globs, extra files, key collisions, the listing
+   of the prefix (bucket exists, access). Errors raise :class:`ArtifactError`.
+2. Hash (:func:`prepare_file`, fed by :func:`hashed_in_order`): every selected file is hashed in one read
+   (sha256). A file is skipped when the object under its key already carries the same sha256
+   (``x-amz-meta-sha256``). The previous manifest (one GET) records each object's ETag and sha256; when the
+   listed ETag still matches, no HEAD is needed. Otherwise a HEAD per candidate (same size) decides. With
+   ``compare: size_mtime`` a file whose size and mtime are the ones the previous manifest recorded (and whose
+   object kept its ETag) is not read at all: it keeps the recorded sha256.
+3. Upload (:func:`send_files`, :func:`start_upload`), pipelined with the hashing: files below
+   ``multipart_threshold`` keep their bytes in memory and are uploaded from them in one PUT with
+   ``ChecksumSHA256`` (S3 verifies the body against the hash), so they are read exactly once; larger files
+   are streamed from disk by s3transfer (multipart, parallel parts, a CRC32 per part) after the hashing
+   pass. Every request body carries a checksum, so the client does not sign payloads (see
+   ``aws.s3_client``); the ETags come from the upload responses, not from a second listing.
+4. Manifest (:func:`delete_old_manifest`, :func:`delete_keys`, :func:`build_manifest`,
+   :func:`write_manifest`): before the first upload or delete, a previous ``manifest.json`` is deleted; extras
+   are deleted on request; the new manifest is written only after every upload (and delete) succeeded. An
+   unchanged push keeps the old manifest and sends nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import datetime
+import functools
 import hashlib
 import io
 import json
@@ -43,6 +49,8 @@ try:
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
 except ImportError:
     pass  # handled by AnsibleAWSModule
+
+from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import error_code, paginate
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -215,21 +223,13 @@ def hash_file(path, keep_limit):
 # ---------------------------------------------------------------------------------------------- remote side
 
 
-def _error_code(e):
-    return e.response.get("Error", {}).get("Code", "") if hasattr(e, "response") else ""
-
-
 def list_remote(s3, bucket, prefix):
     """``{key: {size, etag}}`` of the objects under ``prefix``; the listing is also the check that the bucket
     exists and that these credentials may read it (no separate HeadBucket)."""
-    objects = {}
     try:
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                objects[obj["Key"]] = dict(size=obj["Size"], etag=obj["ETag"])
+        contents = paginate(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)
     except botocore.exceptions.ClientError as e:
-        code = _error_code(e)
+        code = error_code(e)
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise ArtifactError("bucket %s does not exist" % bucket) from None
         if code in ("403", "AccessDenied", "Forbidden"):
@@ -238,7 +238,7 @@ def list_remote(s3, bucket, prefix):
                 "s3:ListBucket, and the bucket policy)" % (bucket, bucket, prefix)
             ) from None
         raise
-    return objects
+    return {obj["Key"]: dict(size=obj["Size"], etag=obj["ETag"]) for obj in contents}
 
 
 def read_manifest(s3, bucket, key):
@@ -251,12 +251,21 @@ def read_manifest(s3, bucket, key):
     return manifest if isinstance(manifest, dict) else None
 
 
+def manifest_records(manifest):
+    """The previous manifest's object records by key; only those with an ETag can vouch for an object."""
+    records = {}
+    for obj in (manifest or {}).get("objects", []):
+        if isinstance(obj, dict) and obj.get("key") and obj.get("etag"):
+            records[obj["key"]] = obj
+    return records
+
+
 def remote_sha256(s3, bucket, key):
     """The sha256 stored in the object's metadata (None when missing)."""
     try:
         head = s3.head_object(Bucket=bucket, Key=key, aws_retry=True)
     except botocore.exceptions.ClientError as e:
-        if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(e) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
     return head.get("Metadata", {}).get(SHA256_META)
@@ -285,6 +294,11 @@ def upload_extra_args(params, sha256, name):
     return args
 
 
+def raw_client(s3):
+    """The boto3 client behind amazon.aws's retrying wrapper: the one s3transfer drives and presigning uses."""
+    return getattr(s3, "client", s3)
+
+
 def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -311,8 +325,8 @@ class _Counter:
 
 
 class _ETags:
-    """Records the ETag of every object this client writes (from the PutObject / CompleteMultipartUpload
-    responses), so the manifest needs no second listing of the prefix."""
+    """While in use as a context manager, records the ETag of every object this client writes (from the
+    PutObject / CompleteMultipartUpload responses), so the manifest needs no second listing of the prefix."""
 
     EVENTS = ("PutObject", "CompleteMultipartUpload")
 
@@ -330,20 +344,20 @@ class _ETags:
             with self.lock:
                 self.etags[key] = parsed["ETag"]
 
-    def start(self):
+    def __enter__(self):
         for op in self.EVENTS:
             self.client.meta.events.register("before-parameter-build.s3.%s" % op, self._params)
             self.client.meta.events.register("after-call.s3.%s" % op, self._response)
         return self
 
-    def stop(self):
+    def __exit__(self, *exc_info):
         for op in self.EVENTS:
             self.client.meta.events.unregister("before-parameter-build.s3.%s" % op, self._params)
             self.client.meta.events.unregister("after-call.s3.%s" % op, self._response)
 
 
 class _Done:
-    """s3transfer subscriber that releases a memory slot when a transfer ends."""
+    """s3transfer subscriber that counts the bytes sent and releases a memory slot when a transfer ends."""
 
     def __init__(self, counter, slot):
         self.counter = counter
@@ -357,6 +371,251 @@ class _Done:
             self.slot.release()
 
 
+# ---------------------------------------------------------------------------------------------- 1. select
+
+Settings = collections.namedtuple(
+    "Settings", "bucket prefix manifest_key threshold chunksize concurrency trust_mtime metadata"
+)
+
+
+def push_settings(params):
+    """The push's :class:`Settings` from the module's options, checked before anything is read or sent."""
+    prefix = normalise_prefix(params.get("prefix"), params.get("cluster"), params.get("run_id"))
+    threshold = params.get("multipart_threshold") or 8 * MiB
+    chunksize = params.get("multipart_chunksize") or 8 * MiB
+    concurrency = params.get("max_concurrency") or 10
+    if threshold < 5 * MiB or chunksize < 5 * MiB:
+        raise ArtifactError("multipart_threshold and multipart_chunksize must be at least 5 MiB (S3 minimum part)")
+    if concurrency < 1:
+        raise ArtifactError("max_concurrency must be at least 1")
+    metadata = dict(params.get("metadata") or {})
+    clash = sorted(set(metadata) & set(RESERVED_MANIFEST_KEYS))
+    if clash:
+        raise ArtifactError("metadata keys %s are reserved by the manifest" % ", ".join(clash))
+    return Settings(
+        bucket=params["bucket"],
+        prefix=prefix,
+        manifest_key=prefix + MANIFEST_NAME,
+        threshold=threshold,
+        chunksize=chunksize,
+        concurrency=concurrency,
+        trust_mtime=params.get("compare") == "size_mtime",
+        metadata=metadata,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- 2. hash
+
+
+def vouches(record, there, stat):
+    """Whether, under ``compare: size_mtime``, the previous manifest's ``record`` may stand in for reading the
+    file: it has a sha256, the object (``there``) kept its ETag, and size and mtime are the recorded ones."""
+    return bool(
+        record
+        and there
+        and record.get("sha256")
+        and record.get("etag") == there["etag"]
+        and record.get("mtime_ns") == stat.st_mtime_ns
+        and record.get("size") == stat.st_size == there["size"]
+    )
+
+
+def is_stored(s3, bucket, key, sha, size, there, record):
+    """Whether the object under ``key`` already holds this content: the previous manifest says so while the
+    object kept its ETag; otherwise a HEAD reads its sha256 metadata (only when the size matches)."""
+    if there is None or there["size"] != size:
+        return False
+    if record and record.get("etag") == there["etag"] and record.get("sha256") == sha:
+        return True
+    return remote_sha256(s3, bucket, key) == sha
+
+
+def prepare_file(s3, settings, remote, records, slots, local, keep):
+    """Hash one file (unless ``size_mtime`` lets the manifest vouch for it) and decide whether it must be sent.
+
+    Returns ``(entry, same, data)``. When ``keep``, the caller took a memory slot for the file's bytes: they are
+    returned as ``data`` for a single PUT, or, when not needed after all, dropped and the slot released here."""
+    key = settings.prefix + local["name"]
+    there = remote.get(key)
+    record = records.get(key)
+    stat = os.stat(local["path"]) if settings.trust_mtime else None  # before reading: a later write changes it
+    if stat and vouches(record, there, stat):
+        sha, size, data, same = record["sha256"], stat.st_size, None, True
+    else:
+        sha, size, data = hash_file(local["path"], settings.threshold - 1 if keep else -1)
+        same = is_stored(s3, settings.bucket, key, sha, size, there, record)
+    if keep and (same or data is None):
+        slots.release()
+        data = None
+    entry = dict(key=key, name=local["name"], path=local["path"], size=size, sha256=sha)
+    if stat:
+        entry["mtime_ns"] = stat.st_mtime_ns
+    return entry, same, data
+
+
+@contextlib.contextmanager
+def hashing_pools(concurrency):
+    """Two pools: small files hash in parallel; large ones one at a time, in order, so that the first can start
+    uploading after one file's hash while the next ones hash. On an error, hashing not started is cancelled."""
+    pools = (ThreadPoolExecutor(max_workers=min(concurrency, 8)), ThreadPoolExecutor(max_workers=1))
+    try:
+        yield pools
+    except BaseException:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    for pool in pools:
+        pool.shutdown()
+
+
+def hashed_in_order(files, prepare, pools, slots, threshold, check_mode):
+    """Yield ``prepare(local, keep)`` for every file, in order, while the pools hash the next ones ahead.
+
+    A small file's bytes hold a memory slot from its hashing until its upload ends (``2 x max_concurrency``
+    slots bound the memory). Only this generator takes slots; before waiting for one it yields the oldest
+    prepared file, so that it can be handed to s3transfer and the pipeline cannot deadlock."""
+    small_pool, large_pool = pools
+    pending = collections.deque()
+    for local in files:
+        large = local["size"] >= threshold
+        keep = not large and not check_mode
+        if keep:
+            while not slots.acquire(blocking=False):
+                if not pending:
+                    slots.acquire()  # every slot belongs to a running upload, which releases it
+                    break
+                yield pending.popleft().result()
+        pending.append((large_pool if large else small_pool).submit(prepare, local, keep))
+    while pending:
+        yield pending.popleft().result()
+
+
+# ---------------------------------------------------------------------------------------------- 3. upload
+
+
+def transfer_manager(raw, settings, check_mode):
+    """An s3transfer manager with the push's threshold, part size and parallelism; a no-op in check mode."""
+    if check_mode:
+        return contextlib.nullcontext()
+    config = TransferConfig(
+        multipart_threshold=settings.threshold,
+        multipart_chunksize=settings.chunksize,
+        max_concurrency=settings.concurrency,
+        use_threads=True,
+    )
+    return create_transfer_manager(raw, config)
+
+
+def start_upload(manager, bucket, entry, data, params, counter, slots):
+    """Hand one file to s3transfer: kept bytes (``data``) in one PUT whose sha256 S3 verifies, releasing their
+    memory slot when done; otherwise the file from disk, multipart with a CRC32 per part. Returns the future."""
+    extra = upload_extra_args(params, entry["sha256"], entry["name"])
+    if data is not None:
+        # A single PUT: S3 verifies the body against our sha256 (and botocore need not compute a CRC).
+        extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(entry["sha256"])).decode()
+        return manager.upload(io.BytesIO(data), bucket, entry["key"], extra, [_Done(counter, slots)])
+    extra["ChecksumAlgorithm"] = "CRC32"  # S3 verifies every part, whatever the client's checksum defaults
+    return manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
+
+
+def upload_failures(uploads):
+    """Wait for every ``(entry, future)`` upload; the failures as ``key: error`` (reported together)."""
+    failures = []
+    for entry, future in uploads:
+        try:
+            future.result()
+        except Exception as e:  # every failure is reported together
+            failures.append("%s: %s" % (entry["key"], e))
+    return failures
+
+
+def delete_old_manifest(s3, bucket, key, remote):
+    """Delete the previous manifest before the first write, so that a failed push leaves none claiming success.
+    Once deleted it is dropped from ``remote``, so later calls do nothing."""
+    if key in remote:
+        s3.delete_object(Bucket=bucket, Key=key, aws_retry=True)
+        del remote[key]
+
+
+def send_files(s3, files, settings, remote, records, params, check_mode):
+    """Hash ``files`` and upload the changed ones, the uploads starting while later files still hash.
+
+    Returns the entries (in order, each with its ``status`` and ``etag``) and the bytes sent. Raises
+    ArtifactError, once every upload has ended, when any failed."""
+    raw = raw_client(s3)
+    counter = _Counter()
+    slots = threading.BoundedSemaphore(2 * settings.concurrency)
+    prepare = functools.partial(prepare_file, s3, settings, remote, records, slots)
+    entries = []
+    uploads = []  # (entry, future)
+    with _ETags(raw) as written, transfer_manager(raw, settings, check_mode) as manager:
+        with hashing_pools(settings.concurrency) as pools:
+            for entry, same, data in hashed_in_order(files, prepare, pools, slots, settings.threshold, check_mode):
+                entries.append(entry)
+                entry["status"] = "unchanged" if same else "uploaded"
+                if same or check_mode:
+                    continue
+                delete_old_manifest(s3, settings.bucket, settings.manifest_key, remote)
+                future = start_upload(manager, settings.bucket, entry, data, params, counter, slots)
+                uploads.append((entry, future))
+        failures = upload_failures(uploads)
+    if failures:
+        raise ArtifactError(
+            "%d of %d uploads failed, no manifest was written: %s"
+            % (len(failures), len(uploads), "; ".join(failures[:10]))
+        )
+    for entry in entries:
+        if entry["status"] == "uploaded":
+            entry["etag"] = written.etags.get(entry["key"])
+        else:
+            entry["etag"] = remote[entry["key"]]["etag"]
+    return entries, counter.value
+
+
+# ---------------------------------------------------------------------------------------------- 4. manifest
+
+
+def delete_keys(s3, bucket, keys):
+    """Delete ``keys`` in batches of 1000 (the DeleteObjects limit); a failed delete raises, before the manifest."""
+    for i in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[i : i + 1000]]
+        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, aws_retry=True)
+        if response.get("Errors"):
+            failed = ["%s: %s" % (err.get("Key"), err.get("Message")) for err in response["Errors"][:10]]
+            raise ArtifactError("deleting extra objects failed, no manifest was written: %s" % "; ".join(failed))
+
+
+def build_manifest(settings, params, entries):
+    """The manifest of this push, without its timestamps (which :func:`write_manifest` adds)."""
+    manifest = dict(
+        schema=MANIFEST_SCHEMA,
+        bucket=settings.bucket,
+        prefix=settings.prefix,
+        cluster=params.get("cluster"),
+        run_id=params.get("run_id"),
+        count=len(entries),
+        total_size=sum(e["size"] for e in entries),
+        objects=[_manifest_object(e) for e in entries],
+    )
+    manifest.update(settings.metadata)
+    return manifest
+
+
+def write_manifest(s3, settings, manifest, params, started_at):
+    """PUT the manifest with its timestamps, its sha256 as the checksum S3 verifies and the objects' settings."""
+    stamped = dict(manifest, started_at=started_at, finished_at=_utcnow())
+    body = json.dumps(stamped, indent=2, sort_keys=True).encode()
+    digest = hashlib.sha256(body)
+    s3.put_object(
+        Bucket=settings.bucket,
+        Key=settings.manifest_key,
+        Body=body,
+        ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
+        aws_retry=True,
+        **upload_extra_args(params, digest.hexdigest(), MANIFEST_NAME),
+    )
+
+
 # ---------------------------------------------------------------------------------------------- push
 
 
@@ -368,23 +627,10 @@ def push(s3, params, check_mode=False):
     """
     started = time.monotonic()
     started_at = _utcnow()
-    bucket = params["bucket"]
-    prefix = normalise_prefix(params.get("prefix"), params.get("cluster"), params.get("run_id"))
-    manifest_key = prefix + MANIFEST_NAME
-    threshold = params.get("multipart_threshold") or 8 * MiB
-    chunksize = params.get("multipart_chunksize") or 8 * MiB
-    concurrency = params.get("max_concurrency") or 10
-    if threshold < 5 * MiB or chunksize < 5 * MiB:
-        raise ArtifactError("multipart_threshold and multipart_chunksize must be at least 5 MiB (S3 minimum part)")
-    if concurrency < 1:
-        raise ArtifactError("max_concurrency must be at least 1")
-    trust_mtime = params.get("compare") == "size_mtime"
-    metadata = dict(params.get("metadata") or {})
-    clash = sorted(set(metadata) & set(RESERVED_MANIFEST_KEYS))
-    if clash:
-        raise ArtifactError("metadata keys %s are reserved by the manifest" % ", ".join(clash))
 
-    # 1. Everything that can fail before a byte is sent.
+    # 1. Select: everything that can fail before a byte is sent.
+    settings = push_settings(params)
+    bucket, prefix, manifest_key = settings.bucket, settings.prefix, settings.manifest_key
     files = select_files(
         params.get("src"),
         params.get("include"),
@@ -394,190 +640,34 @@ def push(s3, params, check_mode=False):
     )
     remote = list_remote(s3, bucket, prefix)
     old_manifest = read_manifest(s3, bucket, manifest_key) if manifest_key in remote else None
-    known = {}
-    for obj in (old_manifest or {}).get("objects", []):
-        if isinstance(obj, dict) and obj.get("key") and obj.get("etag"):
-            known[obj["key"]] = obj
 
-    raw = getattr(s3, "client", s3)
-    endpoint = raw.meta.endpoint_url
-    region = raw.meta.region_name
-    counter = _Counter()
-    slots = threading.BoundedSemaphore(2 * concurrency)
-    errors = []
-    uploads = []  # (entry, future)
-    state = dict(manifest_deleted=False)
-    entries = []
-    manager = None
-    if not check_mode:
-        transfer_config = TransferConfig(
-            multipart_threshold=threshold,
-            multipart_chunksize=chunksize,
-            max_concurrency=concurrency,
-            use_threads=True,
-        )
-        manager = create_transfer_manager(raw, transfer_config)
+    # 2.-3. Hash, and upload what changed.
+    entries, bytes_uploaded = send_files(
+        s3, files, settings, remote, manifest_records(old_manifest), params, check_mode
+    )
+    uploaded = [e for e in entries if e["status"] == "uploaded"]
 
-    def ensure_manifest_deleted():
-        if not state["manifest_deleted"] and manifest_key in remote:
-            s3.delete_object(Bucket=bucket, Key=manifest_key, aws_retry=True)
-        state["manifest_deleted"] = True
-
-    def recorded(key, stat):
-        """The previous manifest's record of ``key`` when ``compare: size_mtime`` may trust it for this file."""
-        record = known.get(key)
-        there = remote.get(key)
-        if record and there and record.get("sha256") and record.get("etag") == there["etag"]:
-            if record.get("mtime_ns") == stat.st_mtime_ns and record.get("size") == stat.st_size == there["size"]:
-                return record
-        return None
-
-    def prepare(local, keep):
-        """Hash one file; decide upload or skip (HEAD only when the old manifest cannot tell). When ``keep``,
-        the caller holds a memory slot for the file's bytes; it is released here unless the bytes are kept."""
-        try:
-            key = prefix + local["name"]
-            stat = os.stat(local["path"]) if trust_mtime else None  # before reading: a later write changes it
-            record = recorded(key, stat) if stat else None
-            if record is not None:  # compare: size_mtime, and the manifest vouches for the file: not read
-                sha, size, data, same = record["sha256"], stat.st_size, None, True
-            else:
-                sha, size, data = hash_file(local["path"], threshold - 1 if keep else -1)
-                there = remote.get(key)
-                same = False
-                if there is not None and there["size"] == size:
-                    record = known.get(key)
-                    if record and record.get("etag") == there["etag"] and record.get("sha256") == sha:
-                        same = True
-                    else:
-                        same = remote_sha256(s3, bucket, key) == sha
-        except BaseException:
-            if keep:
-                slots.release()
-            raise
-        if keep and (same or data is None):
-            slots.release()
-            data = None
-        entry = dict(key=key, name=local["name"], path=local["path"], size=size, sha256=sha)
-        if stat:
-            entry["mtime_ns"] = stat.st_mtime_ns
-        return entry, same, data
-
-    def consume(future):
-        """Take one prepared file (in order) and hand it to s3transfer when it must be sent."""
-        entry, same, data = future.result()
-        entries.append(entry)
-        entry["status"] = "unchanged" if same else "uploaded"
-        if same or check_mode:
-            return
-        ensure_manifest_deleted()
-        extra = upload_extra_args(params, entry["sha256"], entry["name"])
-        if data is not None:
-            # A single PUT: S3 verifies the body against our sha256 (and botocore need not compute a CRC).
-            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(entry["sha256"])).decode()
-            upload = manager.upload(io.BytesIO(data), bucket, entry["key"], extra, [_Done(counter, slots)])
-        else:
-            extra["ChecksumAlgorithm"] = "CRC32"  # S3 verifies every part, whatever the client's checksum defaults
-            upload = manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])
-        uploads.append((entry, upload))
-
-    # Hashing runs in a pool, ahead of the uploads. Small files keep their bytes until s3transfer has sent
-    # them; the slots bound that memory (2 x max_concurrency files). Only this thread takes slots, and before
-    # blocking on one it hands the oldest prepared file to s3transfer, so the pipeline cannot deadlock.
-    # Large files are hashed one at a time, in order: the first can start uploading after one file's hash
-    # (instead of all of them finishing together), and the others hash while it uploads.
-    pool = ThreadPoolExecutor(max_workers=min(concurrency, 8))
-    large_pool = ThreadPoolExecutor(max_workers=1)
-    pending = collections.deque()
-    written = _ETags(raw).start()
-    try:
-        for local in files:
-            keep = local["size"] < threshold and not check_mode
-            if keep:
-                while not slots.acquire(blocking=False):
-                    if pending:
-                        consume(pending.popleft())
-                    else:
-                        slots.acquire()  # every slot belongs to a running upload, which releases it
-                        break
-            large = local["size"] >= threshold
-            pending.append((large_pool if large else pool).submit(prepare, local, keep))
-        while pending:
-            consume(pending.popleft())
-        pool.shutdown()
-        large_pool.shutdown()
-        if manager is not None:
-            for entry, future in uploads:
-                try:
-                    future.result()
-                except Exception as e:  # every failure is reported together below
-                    errors.append("%s: %s" % (entry["key"], e))
-            manager.shutdown()
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        large_pool.shutdown(wait=True, cancel_futures=True)
-        if manager is not None:
-            manager.shutdown(cancel=True)
-        raise
-    finally:
-        written.stop()
-    if errors:
-        raise ArtifactError(
-            "%d of %d uploads failed, no manifest was written: %s" % (len(errors), len(uploads), "; ".join(errors[:10]))
-        )
-
-    # 3. Extras under the prefix that this push does not contain.
+    # 4. Extras under the prefix that this push does not contain, then the manifest, last.
     pushed = {e["key"] for e in entries}
     to_delete = []
     if params.get("delete_extra"):
         to_delete = sorted(k for k in remote if k not in pushed and k != manifest_key)
     if to_delete and not check_mode:
-        ensure_manifest_deleted()
-        for i in range(0, len(to_delete), 1000):
-            batch = [{"Key": k} for k in to_delete[i : i + 1000]]
-            response = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, aws_retry=True)
-            if response.get("Errors"):
-                failed = ["%s: %s" % (err.get("Key"), err.get("Message")) for err in response["Errors"][:10]]
-                raise ArtifactError("deleting extra objects failed, no manifest was written: %s" % "; ".join(failed))
-
-    # 4. The manifest, last.
-    uploaded = [e for e in entries if e["status"] == "uploaded"]
-    for e in uploaded:
-        e["etag"] = written.etags.get(e["key"])
-    for e in entries:
-        if e["status"] == "unchanged":
-            e["etag"] = remote[e["key"]]["etag"]
-    manifest = dict(
-        schema=MANIFEST_SCHEMA,
-        bucket=bucket,
-        prefix=prefix,
-        cluster=params.get("cluster"),
-        run_id=params.get("run_id"),
-        count=len(entries),
-        total_size=sum(e["size"] for e in entries),
-        objects=[_manifest_object(e) for e in entries],
-    )
-    manifest.update(metadata)
+        delete_old_manifest(s3, bucket, manifest_key, remote)
+        delete_keys(s3, bucket, to_delete)
+    manifest = build_manifest(settings, params, entries)
     manifest_same = (
         old_manifest is not None and not uploaded and not to_delete and _canonical(old_manifest) == _canonical(manifest)
     )
     manifest_written = False
     if not manifest_same and not check_mode:
-        ensure_manifest_deleted()
-        manifest["started_at"] = started_at
-        manifest["finished_at"] = _utcnow()
-        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        digest = hashlib.sha256(body)
-        s3.put_object(
-            Bucket=bucket,
-            Key=manifest_key,
-            Body=body,
-            ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
-            aws_retry=True,
-            **upload_extra_args(params, digest.hexdigest(), MANIFEST_NAME),
-        )
+        delete_old_manifest(s3, bucket, manifest_key, remote)
+        write_manifest(s3, settings, manifest, params, started_at)
         manifest_written = True
 
+    raw = raw_client(s3)
+    endpoint = raw.meta.endpoint_url
+    region = raw.meta.region_name
     objects = [
         dict(
             key=e["key"],
@@ -599,7 +689,7 @@ def push(s3, params, check_mode=False):
         unchanged=len(entries) - len(uploaded),
         deleted=len(to_delete),
         deleted_keys=to_delete,
-        bytes_uploaded=counter.value,
+        bytes_uploaded=bytes_uploaded,
         bytes_to_upload=sum(e["size"] for e in uploaded),
         objects=objects,
         duration=round(time.monotonic() - started, 3),

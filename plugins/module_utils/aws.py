@@ -53,10 +53,14 @@ GONE_CODES = frozenset(
 )
 
 
+def error_code(error):
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    return getattr(error, "response", {}).get("Error", {}).get("Code", "")
+
+
 def is_gone(error):
     """True when a botocore ClientError says the resource no longer exists."""
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-    return code in GONE_CODES
+    return error_code(error) in GONE_CODES
 
 
 def delete_call(method, **kwargs):

@@ -14,7 +14,7 @@ import time
 import uuid
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
-from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import paginate
+from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import error_code, paginate
 
 try:
     import botocore
@@ -157,7 +157,7 @@ def root_device_name(ec2, image_id):
     try:
         images = ec2.describe_images(aws_retry=True, ImageIds=[image_id]).get("Images", [])
     except botocore.exceptions.ClientError as e:
-        if not e.response.get("Error", {}).get("Code", "").startswith("InvalidAMIID"):
+        if not error_code(e).startswith("InvalidAMIID"):
             raise
         images = []
     if not images:
@@ -174,7 +174,7 @@ def find_key_pair(ec2, name):
     try:
         pairs = ec2.describe_key_pairs(KeyNames=[name]).get("KeyPairs", [])
     except botocore.exceptions.ClientError as e:
-        if e.response.get("Error", {}).get("Code") == "InvalidKeyPair.NotFound":
+        if error_code(e) == "InvalidKeyPair.NotFound":
             return None
         raise
     return pairs[0] if pairs else None
@@ -249,7 +249,7 @@ def run_instances(ec2, role, count, launch):
             response = ec2.run_instances(aws_retry=True, ClientToken=uuid.uuid4().hex, **spot)
             return [i["InstanceId"] for i in response["Instances"]], None
         except botocore.exceptions.ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
+            code = error_code(e)
             if not should_fall_back(code):
                 raise
             fallback = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
