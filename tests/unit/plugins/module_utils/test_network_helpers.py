@@ -46,7 +46,13 @@ def test_wanted_rules_open_ssh_to_the_cidr_and_cluster_ports_to_the_group_only()
     ssh = [p for p in perms if p["FromPort"] == 22]
     assert ssh[0]["IpRanges"][0]["CidrIp"] == "198.51.100.0/24"
     others = [p for p in perms if p["FromPort"] != 22]
-    assert {(p["FromPort"], p["ToPort"]) for p in others} == {(3632, 3633), (80, 80), (6817, 6819), (2049, 2049)}
+    assert {(p["FromPort"], p["ToPort"]) for p in others} == {
+        (3632, 3633),
+        (80, 80),
+        (6817, 6819),
+        (60001, 60100),
+        (2049, 2049),
+    }
     assert all(p["UserIdGroupPairs"] == [{"GroupId": "sg-1", "Description": "cluster members only"}] for p in others)
     assert all("IpRanges" not in p for p in others)
 
