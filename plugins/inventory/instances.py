@@ -11,6 +11,8 @@ description:
   - Lists the EC2 instances of one or more build clusters (the C(buildfarm:cluster) tag) in one or more
     regions, and groups them as C(cluster_<name>) and by role (the C(buildfarm:role) tag, for example
     C(host) and C(builder)).
+  - The playbooks C(buildfarm.ec2.build) and C(buildfarm.ec2.handoff) give the hosts they add with C(add_host)
+    the same groups and host variables, so a play written for this inventory runs there unchanged.
   - The cluster and state filters are applied by the EC2 API (server side); C(DescribeInstances) is paginated.
     There is one call per region and page, and no per-instance call.
   - The regions must be given (O(regions), O(region) or the C(AWS_REGION)/C(AWS_DEFAULT_REGION) environment
@@ -116,11 +118,12 @@ options:
 """
 
 EXAMPLES = r"""
-# inventories/aws/demo.buildfarm.yml: the running instances of cluster demo in one region.
+# inventories/aws/demo.buildfarm.yml: the running instances of cluster demo in one region, with the key that
+# playbooks/build.yml keeps for each cluster (playbooks/vars/node_contract.yml).
 plugin: buildfarm.ec2.instances
 regions: [eu-west-1]
 clusters: [demo]
-private_key_file: ~/.ssh/buildfarm-{cluster}.pem
+private_key_file: ~/.buildfarm/{cluster}/id_cluster
 ---
 # Two regions, public addresses first, a group per instance type, cached for ten minutes.
 plugin: buildfarm.ec2.instances
