@@ -89,3 +89,9 @@ def test_examples_use_the_contracts_key_path_and_ssh_settings():
         assert compose["ansible_python_interpreter"] == "'%s'" % CONTRACT["node_python_interpreter"], name
         assert compose["ansible_ssh_common_args"] == "'%s'" % CONTRACT["node_ssh_common_args"], name
     assert "private_key_file: %s" % key in (ROOT / "docs" / "inventory.md").read_text()
+
+
+def test_the_plain_ssh_options_are_the_common_args_without_controlpersist():
+    common = CONTRACT["node_ssh_common_args"].split()
+    assert common[: len(CONTRACT["node_ssh_options"])] == CONTRACT["node_ssh_options"]
+    assert common[len(CONTRACT["node_ssh_options"]) :] == ["-o", "ControlPersist=300s"]
