@@ -26,7 +26,8 @@ if sys.argv[1] not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
     s3.create_bucket(Bucket=sys.argv[1], CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
 PYEOF
 
-ansible-playbook playbooks/build.yml -e "@$PARAMS" -e "source_dir=$src" -e "work_dir=$ROOT/build/demo/runs"
+ansible-playbook playbooks/build.yml -e "@$PARAMS" -e "source_dir=$src" -e "work_dir=$ROOT/build/demo/runs" \
+    -e "ssh_cidr=$BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"
 
 echo "demo: objects in s3://$bucket/"
 python - "$bucket" <<'PYEOF'

@@ -143,6 +143,7 @@ class Runner:
 
     def __init__(self, cloud, tmp_path):
         self.tmp_path = tmp_path
+        self.cloud_env = cloud.env
         self.env = dict(os.environ, **cloud.env)
         self.env.update(
             ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"),
@@ -153,7 +154,12 @@ class Runner:
 
     def command(self, playbook, extra_vars):
         params = self.tmp_path / ("params-%s.json" % playbook.replace("/", "_"))
-        params.write_text(json.dumps(dict({"work_dir": str(self.tmp_path / "runs")}, **extra_vars)))
+        # The controller reaches the nodes from outside, by their public addresses: SSH is open to its address.
+        defaults = {
+            "work_dir": str(self.tmp_path / "runs"),
+            "ssh_cidr": self.cloud_env["BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"],
+        }
+        params.write_text(json.dumps(dict(defaults, **extra_vars)))
         return [
             str(Path(sys.executable).parent / "ansible-playbook"),
             str(ROOT / "playbooks" / playbook),

@@ -41,7 +41,7 @@ def test_build_job_template_through_ansible_runner(cloud, tmp_path, monkeypatch)
         "builder_type": "c6i.large",
         "host_type": "t3.small",
         "image_id": "ami-12c6146b",
-        "ssh_cidr": "10.0.0.0/8",
+        "ssh_cidr": cloud.env["BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"],
         "vpc_cidr": "10.96.0.0/16",
         "subnet_cidr": "10.96.0.0/24",
         "source_dir": "{{ playbook_dir }}/../examples/hello/src",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -20,7 +22,6 @@ BASE = {
     "image_id": "ami-12c6146b",
     "host_type": "t3.small",
     "builder_type": "c6i.large",
-    "ssh_cidr": "10.0.0.0/8",
     "bucket": "buildfarm-e2e",
     "max_lifetime": 60,
 }
@@ -114,6 +115,39 @@ def test_zlib_example_as_shipped(build, cloud, zlib_sources):
     assert cloud.leftovers("e2e-zlib") == {}
 
 
+def _connects(address, port, timeout=3.0):
+    """True when a TCP connection from the controller to ``address:port`` succeeds (addresses of containers this
+    test's local cloud made)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _only_ssh_from_the_controller(cloud, cluster):
+    """Every node has a public address; the controller reaches SSH there only, and its private-side address
+    (the subnet's gateway) is refused by the security group, as are the cluster's own ports from outside."""
+    instances = [
+        i
+        for r in cloud.client("ec2").describe_instances(
+            Filters=[
+                {"Name": "tag:buildfarm:cluster", "Values": [cluster]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+    internet = ipaddress.ip_network(cloud.env["BUILDFARM_LOCALCLOUD_INTERNET_CIDR"])
+    for instance in instances:
+        public, private = instance["PublicIpAddress"], instance["PrivateIpAddress"]
+        assert ipaddress.ip_address(public) in internet, public
+        assert _connects(public, 22), public
+        assert not _connects(private, 22), "SSH from the controller's private side must be refused: %s" % private
+        for port in (80, 3632, 6817):
+            assert not _connects(public, port), "%s:%d open from outside the cluster" % (public, port)
+
+
 def _workspace_attachments(cloud, cluster):
     (volume,) = cloud.client("ec2").describe_volumes(
         Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}, {"Name": "tag:Name", "Values": ["workspace"]}]
@@ -144,6 +178,7 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     assert json.loads(objects["exit3/report.json"])["build"]["status"] == "failed"
     kept = cloud.leftovers("e2e-fault")
     assert len(kept.get("instances", [])) == 2 and kept.get("vpcs"), kept
+    _only_ssh_from_the_controller(cloud, "e2e-fault")
 
     # 2. build_failed wins over exit 0 (same cluster, reused: nothing new is launched).
     rc, out = build(dict(params, prefix="explicit/", build_script_content="build_failed 'tests broke'\nexit 0\n"))
@@ -193,6 +228,9 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     )
     assert rc != 0
     assert "timed out after 15s and was killed with its whole process group" in out
+    # The dashboard tunnel opened (its URL printed) and the teardown closed it.
+    port = int(out.split("dashboard: http://127.0.0.1:", 1)[1].split("/", 1)[0])
+    assert not _connects("127.0.0.1", port)
     assert "hang/build.log" in cloud.objects("buildfarm-e2e", "hang/")
     assert cloud.leftovers("e2e-fault") == {}
 
@@ -334,3 +372,57 @@ def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_pa
     log = cloud.objects("buildfarm-e2e", "kill/")["kill/build.log"].decode()
     assert "running locally instead" in log, log[-3000:]
     assert cloud.leftovers("e2e-kill") == {}
+
+
+def _users_network(ec2, net):
+    """A network as a company has it (nothing tagged for a cluster): a VPC 10.<net>.0.0/16, a public subnet with
+    an internet gateway and a NAT gateway, and a private subnet whose way out is the NAT gateway."""
+    vpc = ec2.create_vpc(CidrBlock="10.%d.0.0/16" % net)["Vpc"]["VpcId"]
+    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.%d.0.0/24" % net)["Subnet"]["SubnetId"]
+    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.%d.1.0/24" % net)["Subnet"]["SubnetId"]
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    public_rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    ec2.associate_route_table(RouteTableId=public_rt, SubnetId=public)
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=public, AllocationId=eip)["NatGateway"]["NatGatewayId"]
+    ec2.get_waiter("nat_gateway_available").wait(NatGatewayIds=[nat], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+    private_rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=private_rt, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    ec2.associate_route_table(RouteTableId=private_rt, SubnetId=private)
+    return dict(vpc=vpc, public=public, private=private, nat=nat)
+
+
+def test_inside_an_existing_private_subnet_behind_a_nat_gateway(build, cloud):
+    """The controller inside AWS: the cluster goes into the user's private subnet (no public addresses, its way
+    out a NAT gateway), is reached by private address, compiles, and leaves the user's network as it was."""
+    cloud.bucket("buildfarm-e2e")
+    ec2 = cloud.client("ec2")
+    net = _users_network(ec2, 98)
+    params = dict(
+        BASE,
+        cluster="e2e-inside",
+        builders=1,
+        subnet_id=net["private"],
+        ssh_cidr="10.98.0.0/16",  # the controller is inside the VPC
+        source_dir=str(ROOT / "examples" / "hello" / "src"),
+        build_script=str(ROOT / "examples" / "hello" / "build.sh"),
+        outputs=["hello"],
+        build_timeout=300,
+        prefix="inside/",
+    )
+    rc, out = build(params)
+    assert rc == 0, out[-8000:]
+    assert "hello" in {k.split("/")[-1] for k in cloud.objects("buildfarm-e2e", "inside/")}
+    assert cloud.leftovers("e2e-inside") == {}
+    assert ec2.describe_subnets(SubnetIds=[net["private"], net["public"]])["Subnets"]
+    assert ec2.describe_nat_gateways(NatGatewayIds=[net["nat"]])["NatGateways"][0]["State"] == "available"
+    assert ec2.describe_vpcs(VpcIds=[net["vpc"]])["Vpcs"]
+
+    # The same subnet without its NAT gateway has no way out: refused before any instance starts.
+    ec2.delete_nat_gateway(NatGatewayId=net["nat"])
+    rc, out = build(dict(params, prefix="no-egress/"))
+    assert rc != 0
+    assert "would have no way to the internet" in out and "NAT gateway %s" % net["nat"] in out
+    assert cloud.leftovers("e2e-inside") == {}
