@@ -897,8 +897,12 @@ def s3_only(app):
             or environ.get("HTTP_X_AMZ_TARGET")
             or (scope and scope.group(1).lower() != "s3")
         ):
-            start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            return [b"localcloud: this port serves S3 only (the S3 gateway endpoint)\n"]
+            start_response("403 Forbidden", [("Content-Type", "text/xml")])
+            return [
+                b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>AccessDenied</Code>'
+                b"<Message>localcloud: this port serves S3 only (the S3 gateway endpoint)</Message></Error></Errors>"
+                b"</Response>"
+            ]
         return app(environ, start_response)
 
     return wsgi

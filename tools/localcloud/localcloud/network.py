@@ -392,7 +392,7 @@ def nat_route(backend, subnet):
     """True when the subnet's 0.0.0.0/0 route goes to an available NAT gateway in a public subnet."""
     route = default_route(route_table_of(backend, subnet))
     nat = getattr(route, "nat_gateway", None) if route is not None else None
-    if nat is None or nat.state != "available" or getattr(nat, "connectivity_type", "public") != "public":
+    if nat is None or nat.state != "available" or (getattr(nat, "connectivity_type", None) or "public") != "public":
         return False
     try:
         nat_subnet = backend.get_subnet(nat.subnet_id)
