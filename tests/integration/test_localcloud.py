@@ -2,10 +2,14 @@
 check that the instances are real containers. Traffic goes only to loopback and to containers this endpoint made.
 
 The tests share one local cloud (module scope) and run in file order: launch, boot, volumes, power states, down.
+The network is EC2's (docs/localcloud.md): the VPC gets an internet gateway and a default route, the subnet maps
+public IPs (user-data uploads to S3 through them), and the group admits SSH from the controller's address on the
+subnet's network (the tests SSH to private IPs; tests/integration/test_localcloud_network.py covers the rest).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -171,8 +175,16 @@ def test_up_writes_the_env_file(cloud):
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "BUILDFARM_INSTANCE_ENDPOINT_URL",
+        "BUILDFARM_INSTANCE_S3_ENDPOINT_URL",
+        "BUILDFARM_LOCALCLOUD_INTERNET_CIDR",
+        "BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR",
     ):
         assert written[key], key
+    internet = ipaddress.ip_network(written["BUILDFARM_LOCALCLOUD_INTERNET_CIDR"])
+    assert internet.subnet_of(ipaddress.ip_network("198.18.0.0/15"))
+    controller = ipaddress.ip_network(written["BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"])
+    assert controller.prefixlen == 32 and controller.network_address == internet.network_address + 1
+    assert written["BUILDFARM_INSTANCE_S3_ENDPOINT_URL"] != written["BUILDFARM_INSTANCE_ENDPOINT_URL"]
     assert written["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert written["AWS_ENDPOINT_URL"].rsplit(":", 1)[1] == written["BUILDFARM_INSTANCE_ENDPOINT_URL"].rsplit(":", 1)[1]
     status = json.loads(_cli(cloud.dir, "status", "--json").stdout)
@@ -188,7 +200,20 @@ def test_launch_boot_ssh_and_user_data(cloud):
     cloud.s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": cloud.exports["AWS_REGION"]})
     vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
+    # egress for user-data's upload: public IPs and a default route to an attached internet gateway
+    ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]
+    ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
     group = ec2.create_security_group(GroupName="lc-test", Description="localcloud test", VpcId=vpc)["GroupId"]
+    controller_private = str(ipaddress.ip_network(SUBNET_CIDR).network_address + 1)  # the host on the subnet
+    ec2.authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": controller_private + "/32"}]}
+        ],
+    )
     pair = ec2.create_key_pair(KeyName="lc-test")
     cloud.key_file.write_text(pair["KeyMaterial"])
     cloud.key_file.chmod(0o600)
@@ -208,10 +233,12 @@ def test_launch_boot_ssh_and_user_data(cloud):
     ec2.get_waiter("instance_running").wait(InstanceIds=cloud.ids, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     cloud.ips = {}
     net = ipaddress.ip_network(SUBNET_CIDR)
+    internet = ipaddress.ip_network(cloud.exports["BUILDFARM_LOCALCLOUD_INTERNET_CIDR"])
     for inst in (_instance(ec2, i) for i in cloud.ids):
         ip = inst["PrivateIpAddress"]
         assert ipaddress.ip_address(ip) in net and ip != str(net.network_address + 1)
-        assert "PublicIpAddress" not in inst  # no invented addresses to connect to by mistake
+        # a public address from the local internet network, never one of moto's invented ones
+        assert ipaddress.ip_address(inst["PublicIpAddress"]) in internet
         status, container_ip, hostname = _docker_state(inst["InstanceId"])
         assert (status, container_ip) == ("running", ip)
         assert hostname == "ip-" + ip.replace(".", "-")
@@ -354,6 +381,12 @@ def test_up_removes_what_a_killed_local_cloud_left(cloud, tmp_path):
         ["docker", "network", "create", *labels, "--subnet", "10.78.5.0/24", "bf-lc-orphan-test"], check=True
     )
     subprocess.run(["docker", "create", *labels, "--name", "bf-lc-orphan-test", image, "true"], check=True)
+    dead_chain = "BFLC-%s-FWD" % hashlib.sha1(os.path.realpath(dead).encode()).hexdigest()[:8]
+    subprocess.run(["iptables", "-w", "5", "-N", dead_chain], check=True)
+    subprocess.run(["iptables", "-w", "5", "-A", dead_chain, "-s", "10.78.5.9/32", "-j", "DROP"], check=True)
+    comment = "buildfarm.localcloud.dir=%s" % os.path.realpath(dead)
+    jump = ["DOCKER-USER", "-m", "comment", "--comment", comment, "-j", dead_chain]
+    subprocess.run(["iptables", "-w", "5", "-I", *jump], check=True)
     orphan_loops = []
     volume_only = tmp_path / "killed-before-any-instance"  # a volume but no container: found by its loop device
     for state_dir in (dead, volume_only):
@@ -380,6 +413,8 @@ def test_up_removes_what_a_killed_local_cloud_left(cloud, tmp_path):
         )
         assert not set(orphan_loops) & set(loops.stdout.split())
         assert not volume_only.exists()
+        saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+        assert dead_chain not in saved  # its host rules went too (chain and jump)
         live_after = _cli(cloud.dir, "status", "--json")
         assert json.loads(live_after.stdout) == live  # the running local cloud is untouched
     finally:
@@ -396,7 +431,9 @@ def test_down_leaves_nothing(cloud):
     status = json.loads(_cli(cloud.dir, "status", "--json").stdout)
     assert [d["file"] for d in status["loop_devices"]] == [str(cloud.dir / "volumes" / (cloud.volume + ".img"))]
     assert [c["instance"] for c in status["containers"]] == [a]
-    assert [n["cidr"] for n in status["networks"]] == [SUBNET_CIDR]
+    internet = cloud.exports["BUILDFARM_LOCALCLOUD_INTERNET_CIDR"]
+    assert sorted(n["cidr"] for n in status["networks"]) == sorted([SUBNET_CIDR, internet])
+    assert any(" -> BFLC-" in rule for rule in status["host_rules"])
     pid = status["endpoint"]["pid"]
     proc = _cli(cloud.dir, "down")
     assert proc.returncode == 0, proc.stderr
@@ -412,6 +449,14 @@ def test_down_leaves_nothing(cloud):
     assert str(cloud.dir) not in loops.stdout
     assert not cloud.dir.exists()
     assert _gone_or_zombie(pid)
+    assert _host_chains(status["host_rules"]) == []
+
+
+def _host_chains(rules):
+    """The host rules named in ``rules`` (status' host_rules) that are still in iptables-save."""
+    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    chains = {word for rule in rules for word in rule.split() if word.startswith("BFLC-")}
+    return sorted(c for c in chains if c in saved)
 
 
 def _gone_or_zombie(pid):

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from localcloud import DEFAULT_IMAGE, DEFAULT_REGION, host
+from localcloud import DEFAULT_IMAGE, DEFAULT_REGION, LABEL, LABEL_DIR, host, network
 from localcloud.host import HostError
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,14 +105,29 @@ def cmd_up(args):
         subprocess.run([ENGINE, "up"], check=True)
     if not host.engine_answers():
         die("the docker engine does not answer (tools/engine/engine.sh up)")
-    if pid or host.containers(host.cloud_label_value(state_dir)) or host.loops_backed_by(state_dir):
+    label = host.cloud_label_value(state_dir)
+    if (
+        pid
+        or host.containers(label)
+        or host.networks(label)
+        or host.loops_backed_by(state_dir)
+        or network.host_rules(network.cloud_hash(state_dir))
+    ):
         say("leftovers of an earlier run in %s: cleaning them first" % state_dir)
         cleanup(state_dir, everything=False)
     reap_orphans(state_dir)
     os.makedirs(state_dir, exist_ok=True)
     port = args.port or free_port()
+    s3_port = args.s3_port or free_port()
+    while s3_port == port:
+        s3_port = free_port()
     gateway = host.bridge_gateway()
     instance_url = "http://%s:%d" % (gateway, port)
+    instance_s3_url = "http://%s:%d" % (gateway, s3_port)
+    internet, internet_cidr = network.create_internet_network(
+        state_dir, ["%s=1" % LABEL, "%s=%s" % (LABEL_DIR, label), "%s.internet=1" % LABEL]
+    )
+    controller, _probes, _pool = network.internet_layout(internet_cidr)
     url = "http://127.0.0.1:%d" % port
     logfile = os.path.join(state_dir, "endpoint.log")
     child_env = dict(os.environ)
@@ -136,6 +151,12 @@ def cmd_up(args):
         args.region,
         "--instance-endpoint",
         instance_url,
+        "--s3-port",
+        str(s3_port),
+        "--instance-s3-endpoint",
+        instance_s3_url,
+        "--internet-network",
+        internet,
     ]
     if args.no_limits:
         argv.append("--no-limits")
@@ -161,6 +182,9 @@ def cmd_up(args):
         **CREDENTIALS,
         "BUILDFARM_INSTANCE_ENDPOINT_URL": instance_url,
         "BUILDFARM_LOCALCLOUD_DIR": state_dir,
+        "BUILDFARM_INSTANCE_S3_ENDPOINT_URL": instance_s3_url,
+        "BUILDFARM_LOCALCLOUD_INTERNET_CIDR": internet_cidr,
+        "BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR": controller + "/32",
     }
     with open(os.path.join(state_dir, "env"), "w") as out:
         out.write("".join("%s=%s\n" % kv for kv in env.items()))
@@ -184,8 +208,13 @@ def collect(state_dir):
         "containers": [],
         "networks": [],
         "loop_devices": [],
+        "host_rules": network.host_rules(network.cloud_hash(state_dir)),
+        "public_addresses": [],
     }
     label = host.cloud_label_value(state_dir)
+    bridge = network.internet_bridge_name(state_dir)
+    if os.path.exists("/sys/class/net/" + bridge):
+        info["public_addresses"] = sorted(network.bridge_addresses(bridge))
     try:
         info["containers"] = sorted(
             (
@@ -209,6 +238,7 @@ def collect(state_dir):
                         "id": inst["InstanceId"],
                         "state": inst["State"]["Name"],
                         "private_ip": inst.get("PrivateIpAddress"),
+                        "public_ip": inst.get("PublicIpAddress"),
                         "subnet": inst.get("SubnetId"),
                         "key_name": inst.get("KeyName"),
                         "reason": inst.get("StateReason", {}).get("Message"),
@@ -253,8 +283,15 @@ def cmd_status(args):
     print("instances   use %s" % (info["instance_endpoint"] or "-"))
     for i in info["instances"]:
         print(
-            "  %-20s %-13s %-15s %s %s"
-            % (i["id"], i["state"], i["private_ip"] or "-", i["subnet"] or "-", i["reason"] or "")
+            "  %-20s %-13s %-15s %-15s %s %s"
+            % (
+                i["id"],
+                i["state"],
+                i["private_ip"] or "-",
+                i["public_ip"] or "-",
+                i["subnet"] or "-",
+                i["reason"] or "",
+            )
         )
     print("volumes")
     for v in info["volumes"]:
@@ -268,6 +305,12 @@ def cmd_status(args):
     print("loop devices")
     for d in info["loop_devices"]:
         print("  %-12s %s" % (d["device"], d["file"]))
+    print("host rules")
+    for rule in info["host_rules"]:
+        print("  " + rule)
+    print("public addresses on the internet bridge")
+    for addr in info["public_addresses"]:
+        print("  " + addr)
     return 0
 
 
@@ -296,6 +339,13 @@ def cleanup(state_dir, everything):
     if found:
         host.docker("rm", "-f", *[c["id"] for c in found.values()], timeout=300, check=False)
         say("removed %d container(s)" % len(found))
+    hashes = {network.cloud_hash(state_dir)}
+    if everything:
+        hashes |= set(network.host_rule_owners())
+    for h in sorted(hashes):
+        removed = network.remove_host_rules(h)
+        if removed:
+            say("removed %d host rule chain(s)/jump(s) of %s" % (len(removed), h))
     nets = host.networks(label)
     for name in nets:
         host.docker("network", "rm", name, timeout=60, check=False)
@@ -326,6 +376,8 @@ def cleanup(state_dir, everything):
         pass
     left = ["container " + c for c in host.containers(label)]
     left += ["network " + n for n in host.networks(label)]
+    for h in sorted(hashes):
+        left += ["host rule " + r for r in network.host_rules(h)]
     left += ["loop device %s (%s)" % lf for lf in host.loops_backed_by(state_dir)]
     return left
 
@@ -333,13 +385,20 @@ def cleanup(state_dir, everything):
 def reap_orphans(state_dir):
     """Remove what local clouds whose endpoint is gone (killed, machine restarted) left on the engine: their
     containers would hold loop devices and their networks would refuse any subnet that overlaps them."""
-    for other in sorted(host.cloud_dirs() - {state_dir}):
+    owners = network.host_rule_owners()
+    dirs = host.cloud_dirs() | {d for d in owners.values() if d}
+    for other in sorted(dirs - {state_dir}):
         if our_process(read_pid(other)):
             continue
         say("leftovers of a local cloud that is no longer running (%s): removing them" % other)
         left = cleanup(other, everything=False)
         if left:
             say("could not remove: " + ", ".join(left))
+    mine = network.cloud_hash(state_dir)
+    for h, owner in sorted(owners.items()):
+        if owner is None and h != mine:  # chains whose jump rules (and owner) are gone
+            say("host rule chains of an unknown local cloud (%s): removing them" % h)
+            network.remove_host_rules(h)
 
 
 def cmd_down(args):
@@ -365,7 +424,18 @@ def cmd_env(args):
 def cmd_serve(args):
     from localcloud.cloud import serve
 
-    serve(args.dir, args.port, args.bind, args.image, args.instance_endpoint, args.region, limits=not args.no_limits)
+    serve(
+        args.dir,
+        args.port,
+        args.bind,
+        args.image,
+        args.instance_endpoint,
+        args.region,
+        limits=not args.no_limits,
+        internet_network=args.internet_network,
+        s3_port=args.s3_port,
+        instance_s3_endpoint=args.instance_s3_endpoint,
+    )
     return 0
 
 
@@ -379,6 +449,7 @@ def main(argv=None):
     up.add_argument(
         "--port", type=int, default=int(os.environ.get("BUILDFARM_LOCALCLOUD_PORT", "0")), help="0: a free port"
     )
+    up.add_argument("--s3-port", type=int, default=0, help="the instances' S3-only port (0: a free port)")
     up.add_argument("--bind", default="0.0.0.0")
     up.add_argument("--region", default=os.environ.get("BUILDFARM_LOCALCLOUD_REGION", DEFAULT_REGION))
     up.add_argument("--image", default=os.environ.get("BUILDFARM_BASE_IMAGE", DEFAULT_IMAGE))
@@ -398,6 +469,9 @@ def main(argv=None):
     serve.add_argument("--image", default=DEFAULT_IMAGE)
     serve.add_argument("--region", default=DEFAULT_REGION)
     serve.add_argument("--instance-endpoint", required=True)
+    serve.add_argument("--s3-port", type=int)
+    serve.add_argument("--instance-s3-endpoint")
+    serve.add_argument("--internet-network", help="the docker network of the local internet (up creates it)")
     serve.add_argument("--no-limits", action="store_true")
     serve.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host
+from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host, network
 from localcloud.host import HostError
 
 log = logging.getLogger("localcloud")
@@ -124,14 +124,19 @@ class Record:
         self.busy = 0  # operations queued or running
         self.last = None  # the thread of the last queued operation
         self.terminating = False
+        self.pid = None  # the container's init process while it runs (its network namespace)
 
 
 class Cloud:
-    def __init__(self, state_dir, image, instance_endpoint, region, limits=True):
+    def __init__(self, state_dir, image, instance_endpoint, region, limits=True, instance_s3_endpoint=None):
         self.dir = os.path.realpath(state_dir)
         self.label = host.cloud_label_value(self.dir)
         self.image = image
         self.instance_endpoint = instance_endpoint
+        self.instance_s3_endpoint = instance_s3_endpoint
+        self.net = None  # localcloud.network.Network once serve() has the internet network
+        self.bridges = {}  # subnet id -> Linux bridge of its docker network
+        self.wake = threading.Event()  # something changed: recompute the network rules now
         self.region = region
         self.limits = limits
         self.lock = threading.RLock()
@@ -193,6 +198,8 @@ class Cloud:
         """The docker network of ``subnet`` (same CIDR, gateway .1), created on first use."""
         name = self.network_name(subnet)
         if host.network_cidrs(name):
+            if subnet.id not in self.bridges:
+                self.bridges[subnet.id] = network.bridge_of(name)
             return name
         cidr = str(subnet.cidr)
         net = ipaddress.ip_network(cidr)
@@ -226,12 +233,15 @@ class Cloud:
             raise _ec2_error(
                 "InvalidSubnet.Conflict", "localcloud: cannot create the network of %s: %s" % (subnet.id, exc)
             ) from None
+        self.bridges[subnet.id] = network.bridge_of(name)
         return name
 
     def remove_network(self, subnet_id):
         name = PREFIX + subnet_id
         if host.network_cidrs(name):
             host.docker("network", "rm", name, timeout=60, check=False)
+        self.bridges.pop(subnet_id, None)
+        self.wake.set()
 
     # ----------------------------------------------------------------- volumes
     def volume_file(self, volume_id):
@@ -374,6 +384,8 @@ class Cloud:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         }
+        if self.instance_s3_endpoint:
+            env["AWS_ENDPOINT_URL_S3"] = self.instance_s3_endpoint
         meta = {"instance-id": inst.id, "region": inst.region_name, "local-ipv4": inst.private_ip}
         files.append(("etc/environment", "".join("%s=%s\n" % kv for kv in env.items()).encode(), 0o644, 0, None))
         files.append(("etc/localcloud/instance.json", json.dumps(meta, indent=1).encode(), 0o644, 0, None))
@@ -472,6 +484,7 @@ class Cloud:
             record.created = True
             files = self._files(inst)
         host.copy_into(record.container, files)
+        self.apply_network()  # the subnet's host rules exist before the instance boots
         self._start_container(record)
 
     def _start_container(self, record):
@@ -483,17 +496,41 @@ class Cloud:
             if time.monotonic() > deadline:
                 raise HostError("container %s did not reach running" % record.container)
             time.sleep(0.2)
+        self._refresh_pid(record)
+        self.apply_network(only={record.instance.id})  # its security groups, before the state says running
         with self.lock:
             if record.instance.state == "pending":
                 _set_state(record.instance, "running")
+        self.wake.set()
+
+    def _refresh_pid(self, record):
+        out = host.docker("inspect", "--format", "{{.State.Pid}}", record.container, timeout=30, check=False).strip()
+        with self.lock:
+            record.pid = int(out) if out.isdigit() and int(out) > 0 else None
+
+    def apply_network(self, only=None):
+        if self.net is not None:
+            try:
+                self.net.apply(only=only)
+            except HostError as exc:
+                log.warning("network rules: %s", exc)
+
+    def _restart_container(self, record):
+        host.docker("restart", "-t", "30", record.container, timeout=90)
+        self._refresh_pid(record)
+        self.apply_network(only={record.instance.id})
 
     def on_launch(self, backend, instances):
         with self.lock:
             for inst in instances:
-                for nic in inst.nics.values():  # no public addresses: only the container's own address exists
-                    nic.public_ip_auto_assign = False
-                    nic.public_ip = None
-                inst.associate_public_ip = False
+                # one list of groups for the instance and its primary interface (NetworkInterfaces[0].Groups only
+                # reach moto's interface); as on EC2, no group at all means the VPC's default group
+                groups = list(inst.security_groups or []) or list(inst.nics[0]._group_set or [])
+                if not groups:
+                    default = backend.get_default_security_group(inst.vpc_id)
+                    groups = [default] if default is not None else []
+                inst.security_groups = groups
+                inst.nics[0]._group_set = list(groups)
             try:
                 for inst in instances:
                     subnet = backend.get_subnet(inst.subnet_id)
@@ -545,6 +582,7 @@ class Cloud:
     def _stop_container(self, record, then):
         host.docker("stop", "-t", "30", record.container, timeout=90)
         with self.lock:
+            record.pid = None
             if record.instance.state == "stopping":
                 _set_state(record.instance, then)
 
@@ -566,9 +604,7 @@ class Cloud:
             for inst in instances:
                 record = self.records.get(inst.id)
                 if record is not None and record.created:
-                    self._queue(
-                        record, "reboot", lambda r=record: host.docker("restart", "-t", "30", r.container, timeout=90)
-                    )
+                    self._queue(record, "reboot", lambda r=record: self._restart_container(r))
 
     def before_terminate(self, backend, instance_ids):
         with self.lock:
@@ -581,6 +617,7 @@ class Cloud:
         host.docker("rm", "-f", record.container, timeout=90)
         with self.lock:
             record.created = False
+            record.pid = None
             for _device, bdt in list(record.instance.block_device_mapping.items()):
                 self._release_loop(bdt.volume_id)
             if record.instance.state == "shutting-down":
@@ -609,9 +646,14 @@ class Cloud:
             self._last_sync = now
             try:
                 seen = {c["instance"]: c for c in host.containers(self.label).values()}
+                pids = host.container_pids([c["id"] for c in seen.values() if c["state"] == "running"])
             except HostError as exc:
                 log.warning("sync: %s", exc)
                 return
+            for record in self.records.values():
+                container = seen.get(record.instance.id)
+                if not record.busy and record.created:
+                    record.pid = pids.get(container["id"]) if container else None
             for record in list(self.records.values()):
                 inst = record.instance
                 if record.busy or not record.created or record.terminating:
@@ -651,10 +693,17 @@ class Cloud:
             _set_state(inst, "stopped", code, message)
 
     def poll_forever(self, interval=2.0):
+        """Every ``interval`` s: states from the containers; after every API request (``wake``) and at least as
+        often: the network rules (only what changed is applied)."""
+        next_sync = time.monotonic() + interval
         while True:
-            time.sleep(interval)
+            self.wake.wait(interval)
+            self.wake.clear()
             try:
-                self.sync(force=True)
+                if time.monotonic() >= next_sync:
+                    next_sync = time.monotonic() + interval
+                    self.sync(force=True)
+                self.apply_network()
             except Exception:  # keep polling whatever happens
                 log.exception("sync failed")
 
@@ -736,28 +785,190 @@ def install(cloud):
             cloud.local.force = False
 
     ElasticBlockStore.detach_volume = detach_response
+    install_network(cloud, wrap)
 
 
-def serve(state_dir, port, bind, image, instance_endpoint, region, limits=True):
+def install_network(cloud, wrap):
+    """Public addresses from the local internet network's pool (never moto's invented ones), released when moto
+    releases them; group changes mirrored on the primary interface; AWS's default group rule."""
+    from moto.ec2.models import EC2Backend, elastic_ip_addresses
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+    from moto.ec2.models.security_groups import SecurityGroupRule
+
+    def pool():
+        return cloud.net.pool if cloud.net is not None else None
+
+    def eip_of(backend, address):
+        found = backend.address_by_ip([address], fail_if_not_found=False)
+        return found[0] if found else None
+
+    def check_auto_public_ip(self):
+        if self.public_ip_auto_assign and str(self.public_ip_auto_assign).lower() == "true":
+            self.public_ip = pool().allocate() if pool() is not None else None
+
+    original_stop = NetworkInterface.stop
+
+    def nic_stop(self):
+        before = self.public_ip
+        original_stop(self)
+        if not before:
+            return
+        eip = eip_of(self.ec2_backend, before)
+        if eip is not None and eip.eni is self:
+            self.public_ip = before  # an Elastic IP stays associated across stop/start (moto drops it)
+        elif self.public_ip is None and eip is None and pool() is not None:
+            pool().release(before)
+
+    NetworkInterface.check_auto_public_ip = check_auto_public_ip
+    NetworkInterface.stop = nic_stop
+    original_random_ip = elastic_ip_addresses.random_ip
+    elastic_ip_addresses.random_ip = lambda: pool().allocate() if pool() is not None else original_random_ip()
+
+    original_associate = EC2Backend.associate_address
+
+    def associate_address(self, *args, **kwargs):
+        nics = [i.nics[0] for i in (kwargs.get("instance"),) if i is not None and i.nics] + [
+            n for n in (kwargs.get("eni"),) if n is not None
+        ]
+        before = {id(n): n.public_ip for n in nics}
+        result = original_associate(self, *args, **kwargs)
+        for nic in nics + [getattr(result, "eni", None)]:
+            old = before.get(id(nic)) if nic is not None else None
+            if old and old != nic.public_ip and eip_of(self, old) is None and pool() is not None:
+                pool().release(old)  # the automatic address an Elastic IP replaced
+        cloud.wake.set()
+        return result
+
+    EC2Backend.associate_address = associate_address
+
+    def release_before(self, address=None, allocation_id=None):
+        eips = self.address_by_ip([address]) if address else self.address_by_allocation([allocation_id])
+        cloud.local.released = eips[0].public_ip if eips else None
+
+    def release_after(self, result, *args, **kwargs):
+        released = getattr(cloud.local, "released", None)
+        if released and pool() is not None and eip_of(self, released) is None:
+            pool().release(released)
+
+    wrap("release_address", before=release_before, after=release_after)
+
+    def groups_after(self, instance, instance_id, new_group_id_list):
+        if instance.nics:
+            instance.nics[0]._group_set = list(instance.security_groups)
+        cloud.wake.set()
+
+    wrap("modify_instance_security_groups", after=groups_after)
+
+    def eni_groups_after(self, result, eni_id, group_ids, *args, **kwargs):
+        eni = self.get_network_interface(eni_id)
+        if group_ids and eni.instance is not None and eni.device_index == 0:
+            eni.instance.security_groups = list(eni._group_set)
+        cloud.wake.set()
+
+    wrap("modify_network_interface_attribute", after=eni_groups_after)
+
+    def default_group_after(self, group, *args, **kwargs):
+        if kwargs.get("is_default") and group is not None and not group.ingress_rules:
+            group.ingress_rules.append(  # EC2's default group: inbound from members of the same group
+                SecurityGroupRule(
+                    self,
+                    "-1",
+                    group.id,
+                    None,
+                    None,
+                    None,
+                    source_group={"GroupId": group.id, "UserId": self.account_id},
+                    is_egress=False,
+                )
+            )
+
+    wrap("create_security_group", after=default_group_after)
+
+
+def s3_only(app):
+    """The WSGI app for the instances' S3 port: S3 requests only (EC2 and moto's API are refused)."""
+    import re
+
+    def wsgi(environ, start_response):
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", auth)
+        if (
+            environ.get("PATH_INFO", "").startswith("/moto-api")
+            or environ.get("HTTP_X_AMZ_TARGET")
+            or (scope and scope.group(1).lower() != "s3")
+        ):
+            start_response("403 Forbidden", [("Content-Type", "text/xml")])
+            return [
+                b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>AccessDenied</Code>'
+                b"<Message>localcloud: this port serves S3 only (the S3 gateway endpoint)</Message></Error></Errors>"
+                b"</Response>"
+            ]
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def waking(app, cloud):
+    """The WSGI app, telling the network applier after every request that something may have changed."""
+
+    def wsgi(environ, start_response):
+        try:
+            return app(environ, start_response)
+        finally:
+            cloud.wake.set()
+
+    return wsgi
+
+
+def serve(
+    state_dir,
+    port,
+    bind,
+    image,
+    instance_endpoint,
+    region,
+    limits=True,
+    internet_network=None,
+    s3_port=None,
+    instance_s3_endpoint=None,
+):
     """Run the endpoint in the foreground until SIGTERM/SIGINT."""
+    from urllib.parse import urlparse
+
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     os.environ.setdefault("MOTO_PORT", str(port))
-    cloud = Cloud(state_dir, image, instance_endpoint, region, limits=limits)
+    cloud = Cloud(state_dir, image, instance_endpoint, region, limits=limits, instance_s3_endpoint=instance_s3_endpoint)
     install(cloud)
+    if internet_network:
+        cloud.net = network.Network(cloud, internet_network, urlparse(instance_endpoint).hostname, port, s3_port)
+        cloud.net.apply()
     app = DomainDispatcherApplication(create_backend_app)
-    server = make_server(bind, port, app, threaded=True, request_handler=MotoRequestHandler)
+    servers = [make_server(bind, port, waking(app, cloud), threaded=True, request_handler=MotoRequestHandler)]
+    if s3_port:
+        servers.append(
+            make_server(bind, s3_port, waking(s3_only(app), cloud), threaded=True, request_handler=MotoRequestHandler)
+        )
 
     def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        for server in servers:
+            threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=cloud.poll_forever, name="poller", daemon=True).start()
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, name="s3-port", daemon=True).start()
     log.info(
-        "localcloud endpoint on %s:%d (instances reach it at %s), state in %s", bind, port, instance_endpoint, state_dir
+        "localcloud endpoint on %s:%d (instances reach it at %s, S3 only at port %s), internet %s, state in %s",
+        bind,
+        port,
+        instance_endpoint,
+        s3_port,
+        cloud.net.internet_cidr if cloud.net else None,
+        state_dir,
     )
-    server.serve_forever()
+    servers[0].serve_forever()
     log.info("endpoint stopped")

@@ -185,3 +185,18 @@ def bridge_gateway():
 
 def cloud_label_value(cloud_dir):
     return os.path.realpath(cloud_dir)
+
+
+def container_pids(ids):
+    """{container id: pid of its init process} of running containers (the pid names its network namespace)."""
+    if not ids:
+        return {}
+    out = docker("inspect", "--format", "{{.Id}} {{.State.Pid}}", *ids, timeout=30, check=False)
+    found = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1].isdigit() and int(words[1]) > 0:
+            for wanted in ids:
+                if words[0].startswith(wanted):
+                    found[wanted] = int(words[1])
+    return found
