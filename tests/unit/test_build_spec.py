@@ -6,7 +6,8 @@ between BEGIN/END marker lines. Tested against the spec: the build survey of pla
 min/max, choices, defaults, required), the defaults that live in vars/node_contract.yml, the modules' own rules
 the spec repeats (the cluster name, the volume size), and the parameter files of README.md, docs/*.md and
 examples/, which the real validation (playbooks/tasks/validate.yml, run by ansible-playbook) must accept. The same
-validation must reject wrong values, every one of a run at once, each on its own line.
+validation must reject wrong values, every one of a run at once, each on its own line. And what README.md and
+docs/*.md name exists: the playbooks of their commands, the .yml files they mention, the nodes' user-data log.
 """
 
 from __future__ import annotations
@@ -477,6 +478,38 @@ def test_build_yml_fails_in_the_validation_before_any_api_call(checker):
         "- builders: 0 is invalid: give a whole number from 1 to 1000",
         *required,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the docs point to exists
+
+USER_FILES = {"params.yml"}  # files the docs ask the user to write
+
+
+def _tracked():
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return {Path(name).name for name in listed} | {name for name in listed}
+
+
+@pytest.mark.parametrize("path", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
+def test_the_files_and_playbooks_the_docs_name_exist(path):
+    text = path.read_text()
+    tracked = _tracked()
+    for name in re.findall(r"ansible-playbook (buildfarm\.ec2\.\w+)", text):
+        assert (ROOT / "playbooks" / (name.split(".")[-1] + ".yml")).is_file(), name
+    for name in set(re.findall(r"(?<![\w.*-])([\w/-]+\.ya?ml)\b", text)) - USER_FILES:
+        assert name.lstrip("./") in tracked or Path(name).name in tracked, "%s names %s, which does not exist" % (
+            path.name,
+            name,
+        )
+
+
+def test_the_guide_names_the_user_data_log_the_collection_writes():
+    from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet
+
+    guide = GUIDE.read_text()
+    assert "`%s`" % fleet.USER_DATA_LOG in guide
+    assert "/var/log/user-data.log" not in guide  # the local cloud's own log (docs/localcloud.md), not the nodes'
 
 
 if __name__ == "__main__":
