@@ -239,9 +239,15 @@ def test_bad_parameters_fail_before_any_resource(build, cloud):
     rc, out = build(dict(BASE, cluster="Bad_Name", builders=1, build_script_content="exit 0"))
     assert rc != 0
     assert "cluster: 'Bad_Name' is invalid" in out
-    rc, out = build(dict(BASE, cluster="e2e-bad", builders="two", build_script_content="exit 0"))
+    # Several mistakes in one run: all of them reported by that run, one line each, and still nothing is made.
+    rc, out = build(
+        dict(BASE, cluster="e2e-bad", builders="two", scheduler="make", max_lifetime=5, build_script_content="exit 0")
+    )
     assert rc != 0
-    assert "builders must be a whole number" in out
+    assert "build.yml: 3 wrong parameter(s), nothing was created:" in out
+    assert "\n- builders: 'two' is invalid: give a whole number from 1 to 1000\n" in out
+    assert "\n- scheduler: 'make' is invalid: give distcc or slurm\n" in out
+    assert "\n- max_lifetime: 5 is invalid: give a whole number of minutes, at least 10" in out
     assert cloud.leftovers("e2e-bad") == {}
     assert (
         cloud.client("ec2").describe_vpcs(Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["Bad_Name"]}])["Vpcs"]

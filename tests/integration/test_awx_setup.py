@@ -34,7 +34,7 @@ MAIN_PARAMETERS = {
     "image_id": "text",
     "ssh_cidr": "text",
     "source_git": "text",
-    "build_script": "textarea",
+    "build_script_content": "textarea",
     "bucket": "text",
     "build_timeout": "integer",
     "keep_cluster": "multiplechoice",
