@@ -450,12 +450,12 @@ RUNS = [
 ]
 
 
-@pytest.mark.parametrize("mistakes", RUNS, ids=lambda run: ",".join(run))
+@pytest.mark.parametrize("mistakes", RUNS, ids=",".join)
 def test_each_check_has_its_own_line(mistakes, checker):
-    rc, out = checker(dict(VALID, **{name: value for name, (value, _) in mistakes.items()}))
+    rc, out = checker(dict(VALID, **{name: pair[0] for name, pair in mistakes.items()}))
     assert rc == 2, out
     errors = _errors(out)
-    expected = [line for _, line in mistakes.values() if line]
+    expected = [pair[1] for pair in mistakes.values() if pair[1]]
     assert len(errors) == len(expected), errors
     for line in expected:
         assert len([error for error in errors if line in error]) == 1, (line, errors)
@@ -488,7 +488,7 @@ USER_FILES = {"params.yml"}  # files the docs ask the user to write
 
 def _tracked():
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    return {Path(name).name for name in listed} | {name for name in listed}
+    return {Path(name).name for name in listed} | set(listed)
 
 
 @pytest.mark.parametrize("path", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
