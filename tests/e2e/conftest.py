@@ -167,6 +167,16 @@ class Runner:
             "@" + str(params),
         ]
 
+    def start(self, playbook, extra_vars):
+        """The playbook running, its output (stdout and stderr) readable line by line as it comes."""
+        return subprocess.Popen(
+            self.command(playbook, extra_vars),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
     def run(self, playbook, extra_vars, timeout=1800):
         proc = subprocess.run(
             self.command(playbook, extra_vars),

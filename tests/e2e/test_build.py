@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -39,7 +40,31 @@ def cluster_params(cluster, net, builders=1, **extra):
     )
 
 
-def test_lua_builds_across_the_cluster(build, cloud, lua_sources, tmp_path):
+def _dashboard_dom(url, profile):
+    """The dashboard at ``url`` as headless Chromium renders it (its scripts ran and fetched the nodes)."""
+    return subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--user-data-dir=%s" % profile,
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    ).stdout
+
+
+def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     cloud.bucket("buildfarm-e2e")
     params = cluster_params(
         "e2e-lua",
@@ -56,9 +81,22 @@ def test_lua_builds_across_the_cluster(build, cloud, lua_sources, tmp_path):
         build_timeout=900,
         prefix="lua/",
     )
-    rc, out = build(params)
+    # While the script runs, the dashboard URL the run printed opens in a browser on the controller.
+    proc = runner.start("build.yml", params)
+    lines, url, dom = [], None, None
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.search(r"dashboard: (http://127\.0\.0\.1:[0-9]+/dashboard/)", line)
+        if url is None and found:
+            url = found.group(1)
+        if url and dom is None and "TASK [buildfarm.ec2.build : Run the build script" in line:
+            dom = _dashboard_dom(url, tmp_path / "chromium")
+    rc, out = proc.wait(timeout=1800), "".join(lines)
     assert rc == 0, out[-8000:]
     assert "buildfarm e2e-lua run" in out and "SUCCESS" in out
+    assert url is not None, out[-4000:]
+    assert dom and len(re.findall(r'data-node="[^"]+" data-phase="(?:ready|building)"', dom)) == 3, (dom or "")[-3000:]
+    assert "dashboard: %s" % url in out.split("TASK [Print the summary]")[-1]  # the summary says where it was
 
     objects = cloud.objects("buildfarm-e2e", "lua/")
     assert {"lua/bin/lua", "lua/bin/luac", "lua/build.log", "lua/report.json", "lua/manifest.json"} <= set(objects)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Container engine and base image for buildfarm.ec2's tests, molecule and the local cloud.
 #
-#   tools/engine/engine.sh up      install docker.io + debootstrap if needed, start dockerd, build the image
+#   tools/engine/engine.sh up      install docker.io + debootstrap (+ chromium for the tests) if needed, start
+#                                  dockerd, build the image
 #   tools/engine/engine.sh image   only (re)build the base image if it is missing or from another recipe
 #   tools/engine/engine.sh check   exit 0 when the engine answers and the image is current
 #
@@ -41,6 +42,8 @@ install_packages() {
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+    # Headless Chromium: the tests open the status dashboards in a real browser (molecule distcc, e2e).
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     ((${#missing[@]})) || return 0
     [[ $(id -u) -eq 0 ]] || die "need root to install ${missing[*]} (run as root or install them first)"
     command -v apt-get >/dev/null 2>&1 || die "no apt-get: install ${missing[*]} by hand on this host"
