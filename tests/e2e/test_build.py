@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -186,6 +188,79 @@ def _only_ssh_from_the_controller(cloud, cluster):
             assert not _connects(public, port), "%s:%d open from outside the cluster" % (public, port)
 
 
+CLUSTER_PORTS = [80, 2049, 3632, 3633, 6817, 6818, 6819, 60001, 60100]
+# Each target probed at once (in the background), with `timeout 3` around bash's /dev/tcp: a connection is
+# "open", an answer without one (RST: the group admits it, nothing listens) "refused", silence "dropped".
+CLASSIFY = (
+    'for t in %s; do ( if timeout 3 bash -c "</dev/tcp/${t%%:*}/${t#*:}" 2>/dev/null; then r=open; '
+    'elif [ $? = 124 ]; then r=dropped; else r=refused; fi; echo "$t $r" ) & done; wait'
+)
+
+
+def _classify(argv, targets, remote=False):
+    """{target: open|refused|dropped} for ``targets`` (ip:port) probed by ``argv`` (docker exec, or ssh with
+    ``remote``: ssh hands the remote shell one command line)."""
+    script = CLASSIFY % " ".join(targets)
+    command = argv + (["bash -c " + shlex.quote(script)] if remote else ["bash", "-c", script])
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def _probe_from_outside_and_inside(cloud, runner, cluster):
+    """A container the test puts on the local cloud's internet network (outside the cluster, outside ssh_cidr)
+    reaches nothing of the nodes; between members the cluster's ports are admitted and others are not."""
+    ec2 = cloud.client("ec2")
+    nodes = {
+        [t["Value"] for t in i["Tags"] if t["Key"] == "buildfarm:role"][0]: i
+        for r in ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:buildfarm:cluster", "Values": [cluster]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    }
+    host, builder = nodes["host"], nodes["builder"]
+    state_dir = os.path.realpath(cloud.env["BUILDFARM_LOCALCLOUD_DIR"])
+    labels = ["--label", "buildfarm.localcloud=1", "--label", "buildfarm.localcloud.dir=%s" % state_dir]
+    network = subprocess.run(
+        [
+            "docker",
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            "label=buildfarm.localcloud.dir=%s" % state_dir,
+        ]
+        + ["--filter", "label=buildfarm.localcloud.internet=1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    probe = "bf-e2e-probe-%s" % cluster
+    subprocess.run(
+        ["docker", "run", "-d", "--name", probe, *labels, "--network", network]
+        + ["buildfarm/base:bookworm", "sleep", "infinity"],
+        capture_output=True,
+        check=True,
+    )
+    try:
+        targets = ["%s:%d" % (n["PublicIpAddress"], p) for n in (host, builder) for p in [22] + CLUSTER_PORTS]
+        outside = _classify(["docker", "exec", probe], targets)
+        assert set(outside.values()) == {"dropped"}, outside
+    finally:
+        subprocess.run(["docker", "rm", "-f", probe], capture_output=True, check=False)
+    key = runner.tmp_path / "runs" / cluster / "id_cluster"
+    ssh = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    ssh += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "admin@" + host["PublicIpAddress"]]
+    inside = _classify(ssh, ["%s:%d" % (builder["PrivateIpAddress"], p) for p in CLUSTER_PORTS + [8080]], remote=True)
+    admitted = {t: r for t, r in inside.items() if not t.endswith(":8080")}
+    assert "dropped" not in admitted.values(), inside
+    assert admitted["%s:3632" % builder["PrivateIpAddress"]] == "open", inside  # distccd answers its peers
+    assert inside["%s:8080" % builder["PrivateIpAddress"]] == "dropped", inside  # no rule for it
+
+
 def _workspace_attachments(cloud, cluster):
     (volume,) = cloud.client("ec2").describe_volumes(
         Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}, {"Name": "tag:Name", "Values": ["workspace"]}]
@@ -217,6 +292,7 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     kept = cloud.leftovers("e2e-fault")
     assert len(kept.get("instances", [])) == 2 and kept.get("vpcs"), kept
     _only_ssh_from_the_controller(cloud, "e2e-fault")
+    _probe_from_outside_and_inside(cloud, runner, "e2e-fault")
 
     # 2. build_failed wins over exit 0 (same cluster, reused: nothing new is launched).
     rc, out = build(dict(params, prefix="explicit/", build_script_content="build_failed 'tests broke'\nexit 0\n"))
