@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.networks import users_network
+
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -494,32 +496,12 @@ def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_pa
     assert cloud.leftovers("e2e-kill") == {}
 
 
-def _users_network(ec2, net):
-    """A network as a company has it (nothing tagged for a cluster): a VPC 10.<net>.0.0/16, a public subnet with
-    an internet gateway and a NAT gateway, and a private subnet whose way out is the NAT gateway."""
-    vpc = ec2.create_vpc(CidrBlock="10.%d.0.0/16" % net)["Vpc"]["VpcId"]
-    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.%d.0.0/24" % net)["Subnet"]["SubnetId"]
-    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.%d.1.0/24" % net)["Subnet"]["SubnetId"]
-    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    public_rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-    ec2.associate_route_table(RouteTableId=public_rt, SubnetId=public)
-    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
-    nat = ec2.create_nat_gateway(SubnetId=public, AllocationId=eip)["NatGateway"]["NatGatewayId"]
-    ec2.get_waiter("nat_gateway_available").wait(NatGatewayIds=[nat], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
-    private_rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=private_rt, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
-    ec2.associate_route_table(RouteTableId=private_rt, SubnetId=private)
-    return dict(vpc=vpc, public=public, private=private, nat=nat)
-
-
 def test_inside_an_existing_private_subnet_behind_a_nat_gateway(build, cloud):
     """The controller inside AWS: the cluster goes into the user's private subnet (no public addresses, its way
     out a NAT gateway), is reached by private address, compiles, and leaves the user's network as it was."""
     cloud.bucket("buildfarm-e2e")
     ec2 = cloud.client("ec2")
-    net = _users_network(ec2, 98)
+    net = users_network(ec2, 98)
     params = dict(
         BASE,
         cluster="e2e-inside",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import AWS_PLAY
+from tests.networks import users_network
 
 PLAY = AWS_PLAY + """
     - name: Network
@@ -150,31 +151,9 @@ def test_ssh_from_anywhere_only_when_asked(aws, run_play):
     run_play(PLAY, extra_vars={"state": "absent"})
 
 
-def _users_network(ec2):
-    """A network as a company would have it: a VPC, a public subnet with an internet gateway and a NAT gateway,
-    a private subnet routed through the NAT gateway, and an isolated subnet with no way out (none tagged)."""
-    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
-    public = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.0.0/24")["Subnet"]["SubnetId"]
-    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.1.0/24")["Subnet"]["SubnetId"]
-    isolated = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.2.0/24")["Subnet"]["SubnetId"]
-    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    public_rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-    ec2.associate_route_table(RouteTableId=public_rt, SubnetId=public)
-    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
-    nat = ec2.create_nat_gateway(SubnetId=public, AllocationId=eip)["NatGateway"]["NatGatewayId"]
-    private_rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=private_rt, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
-    ec2.associate_route_table(RouteTableId=private_rt, SubnetId=private)
-    isolated_rt = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.associate_route_table(RouteTableId=isolated_rt, SubnetId=isolated)
-    return dict(vpc=vpc, public=public, private=private, isolated=isolated, igw=igw, nat=nat, isolated_rt=isolated_rt)
-
-
 def test_an_existing_subnet_gets_only_the_cluster_group(aws, run_play):
     ec2 = aws.client("ec2")
-    net = _users_network(ec2)
+    net = users_network(ec2, 50)
     extra = {"ssh_cidr": "10.50.0.0/16", "subnet_id": net["private"], "require_egress": True}
     check = run_play(PLAY, extra_vars=extra, check=True).task("Network")
     assert check["changed"] is True and check["actions"][0] == "create security group buildfarm-demo"
@@ -206,7 +185,7 @@ def test_an_existing_subnet_gets_only_the_cluster_group(aws, run_play):
 
 def test_a_subnet_without_a_way_out_is_refused_before_anything_is_made(aws, run_play):
     ec2 = aws.client("ec2")
-    net = _users_network(ec2)
+    net = users_network(ec2, 50)
     extra = {"ssh_cidr": "10.50.0.0/16", "subnet_id": net["isolated"], "require_egress": True}
     refused = run_play(PLAY, extra_vars=extra, expect_rc=2).task("Network")
     assert refused["failed"] is True
