@@ -100,7 +100,9 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert "buildfarm e2e-lua run" in out and "SUCCESS" in out
     assert url is not None, out[-4000:]
     assert dom and len(re.findall(r'data-node="[^"]+" data-phase="(?:ready|building)"', dom)) == 3, (dom or "")[-3000:]
-    assert "dashboard: %s" % url in out.split("TASK [Print the summary]")[-1]  # the summary says where it was
+    assert (
+        "dashboard: %s" % url in out.rsplit("TASK [Print the summary]", maxsplit=1)[-1]
+    )  # the summary says where it was
 
     objects = cloud.objects("buildfarm-e2e", "lua/")
     assert {"lua/bin/lua", "lua/bin/luac", "lua/build.log", "lua/report.json", "lua/manifest.json"} <= set(objects)
