@@ -63,6 +63,10 @@ def test_build_job_template_through_ansible_runner(cloud, tmp_path, monkeypatch)
     output = runner.stdout.read()
     assert runner.status == "successful", output[-8000:]
     assert "Failed to parse" not in output and "Unable to parse" not in output, output[:4000]
+    # AWX's job output (its events) carries the build's start lines and progress, not just async polls.
+    shown = "\n".join(event.get("stdout", "") for event in runner.events)
+    assert "outputs, log and report: s3://buildfarm-awx/e2e-awx/" in shown, output[-6000:]
+    assert "build progress [" in shown and "finished, " in shown and "elapsed, compiles" in shown, output[-6000:]
     keys = set(cloud.objects("buildfarm-awx", "e2e-awx/"))
     assert any(k.endswith("/hello") for k in keys) and any(k.endswith("/manifest.json") for k in keys), keys
     assert cloud.leftovers("e2e-awx") == {}

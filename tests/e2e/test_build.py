@@ -84,6 +84,7 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         outputs=["bin/*"],
         build_timeout=900,
         prefix="lua/",
+        progress_interval=3,
     )
     # While the script runs, the dashboard URL the run printed opens in a browser on the controller.
     proc = runner.start("build.yml", params)
@@ -93,7 +94,7 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         found = re.search(r"dashboard: (http://127\.0\.0\.1:[0-9]+/dashboard/)", line)
         if url is None and found:
             url = found.group(1)
-        if url and dom is None and "TASK [buildfarm.ec2.build : Run the build script" in line:
+        if url and dom is None and line.startswith("build progress ["):  # the build runs, progress.json is there
             dom = _dashboard_dom(url, tmp_path / "chromium")
     rc, out = proc.wait(timeout=1800), "".join(lines)
     assert rc == 0, out[-8000:]
@@ -103,6 +104,18 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert (
         "dashboard: %s" % url in out.rsplit("TASK [Print the summary]", maxsplit=1)[-1]
     )  # the summary says where it was
+    # At the start: where to watch and where the outputs go; then progress lines while the script runs, the
+    # compiles counted by the builders' distccd, and the same numbers on the dashboard.
+    assert "outputs, log and report: s3://buildfarm-e2e/lua/" in out
+    progress = re.findall(
+        r"^build progress \[[^]]+\]: (finished, )?(\S+) elapsed, compiles (\d+) remote / (\d+) local", out, re.M
+    )
+    assert len(progress) >= 2 and progress[-1][0] == "finished, ", out[-6000:]
+    remote = [int(p[2]) for p in progress]
+    assert remote == sorted(remote) and remote[-1] >= 25, progress  # Lua's ~30 C files, compiled on the builders
+    assert progress[-1][3] == "0"
+    shown = re.search(r'id="progress" data-remote="(\d+)" data-local="(\d+)"', dom or "")
+    assert shown and ">" in dom and "elapsed, compiles" in dom, (dom or "")[-3000:]
 
     objects = cloud.objects("buildfarm-e2e", "lua/")
     assert {"lua/bin/lua", "lua/bin/luac", "lua/build.log", "lua/report.json", "lua/manifest.json"} <= set(objects)
