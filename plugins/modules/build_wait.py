@@ -46,10 +46,13 @@ options:
     default: ""
 attributes:
   action:
+    description: Runs on the controller as an action plugin.
     support: full
   async:
+    description: It waits for an async job itself; it cannot be one.
     support: none
   check_mode:
+    description: Can run in check mode.
     support: full
     details: In check mode nothing is waited for and the task is skipped.
 notes:
