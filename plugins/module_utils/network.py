@@ -26,7 +26,7 @@ from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import paginate
 from ansible_collections.buildfarm.ec2.plugins.module_utils.cluster import describe
 
 ROLE = "network"
-# Ports the cluster uses between its own members (from the group itself only): distcc and its pump mode, the
+# Ports the cluster uses between its own members (from the group itself only): distcc and its stats port, the
 # status page, slurmctld/slurmd/slurmdbd, srun's ports (SrunPortRange in the slurm role's slurm.conf), NFS.
 SRUN_PORTS = (60001, 60100)
 CLUSTER_PORTS = [(3632, 3633), (80, 80), (6817, 6819), SRUN_PORTS, (2049, 2049)]
