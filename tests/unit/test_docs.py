@@ -2,11 +2,13 @@
 
 YAML blocks (```yaml) say what they are:
 - a build.yml parameter file starts with the line ``# params.yml``: it must pass build.yml's real validation
-  (playbooks/tasks/validate.yml under ansible-playbook, the checker of test_build_spec.py), as must every
-  examples/*/params.yml;
+  (playbooks/tasks/validate.yml under ansible-playbook after vars/build_defaults.yml, as build.yml runs it and as
+  test_build_spec.py's checker does; every set of this file in one run), as must every examples/*/params.yml;
 - an inventory configuration starts with a comment naming its file, ``# <name>.buildfarm.yml``: its keys must be
   options of the buildfarm.ec2.instances plugin (as ansible-doc lists them);
-- a YAML list is a playbook or a task list (never a parameter file: ``-e @file`` takes a mapping);
+- a YAML list is a playbook or a task list (never a parameter file: ``-e @file`` takes a mapping): it passes
+  ``ansible-playbook --syntax-check``, its role variables are in the roles' argument specs and its buildfarm.ec2
+  module arguments are options of the modules;
 - any other block fails: a mapping that is neither says so with one of the two first lines.
 
 Shell blocks (```sh, ```console: the ``$ `` lines) are commands. What a command or the text names exists: the
@@ -27,7 +29,7 @@ sweep.yml or handoff.yml (``ansible-playbook buildfarm.ec2.X`` or ``ansible-play
 4. sweep.yml, handoff.yml: its ``-e`` names are exactly those of one e2e run of that playbook, and the command, run
    as written (no AWS credentials, a closed loopback endpoint), passes the playbook's "Check the parameters" task:
    it fails only at its first API call.
-Each checker is also fed a deliberately wrong block (the ``test_*_catches_*`` cases), so the checks can fail.
+Each checker is also fed a deliberately wrong block (the ``test_*_is_caught`` cases), so the checks can fail.
 """
 
 from __future__ import annotations
@@ -291,16 +293,8 @@ def test_a_wrong_parameter_file_is_caught(validate):
 
 @pytest.fixture(scope="module")
 def inventory_options():
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"))
-    out = subprocess.run(
-        [str(BIN / "ansible-doc"), "-t", "inventory", "--json", "buildfarm.ec2.instances"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=120,
-    ).stdout
-    return set(json.loads(out)["buildfarm.ec2.instances"]["doc"]["options"]) | {"plugin"}
+    doc = _ansible_doc("-t", "inventory", "buildfarm.ec2.instances")["buildfarm.ec2.instances"]
+    return set(doc["doc"]["options"]) | {"plugin"}
 
 
 def unknown_inventory_options(block, options):
@@ -313,6 +307,99 @@ def test_each_inventory_block_uses_options_of_the_plugin(inventory_options):
     for block in blocks:
         assert unknown_inventory_options(block, inventory_options) == [], block
     assert unknown_inventory_options("# x.buildfarm.yml\nclustrs: [demo]\n", inventory_options) == ["clustrs"]
+
+
+def as_playbook(block):
+    """A list block as a playbook: its plays, or its tasks in a play on localhost."""
+    data = yaml.safe_load(block)
+    if all(isinstance(item, dict) and "hosts" in item for item in data):
+        return data
+    return [{"name": "Tasks of the docs", "hosts": "localhost", "gather_facts": False, "tasks": data}]
+
+
+def playbook_errors(plays, module_options):
+    """Role variables that are not options of the role's argument spec (main, or the tasks_from entry point), and
+    module arguments that are not options of the buildfarm.ec2 module."""
+    errors = []
+    for play in plays:
+        for entry in play.get("roles", []):
+            entry = entry if isinstance(entry, dict) else {"role": entry}
+            errors += _role_var_errors(entry["role"], "main", entry.get("vars", {}))
+        for task in [t for key in ("pre_tasks", "tasks", "post_tasks") for t in play.get(key, [])]:
+            for action, args in task.items():
+                if action in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
+                    errors += _role_var_errors(args["name"], args.get("tasks_from", "main"), task.get("vars", {}))
+                elif action.startswith("buildfarm.ec2."):
+                    unknown = set(args) - module_options[action]
+                    errors += ["%s has no option %s" % (action, name) for name in sorted(unknown)]
+    return errors
+
+
+def _role_var_errors(role, entry, variables):
+    name = role.removeprefix("buildfarm.ec2.")
+    specs = ROOT / "roles" / name / "meta" / "argument_specs.yml"
+    if not role.startswith("buildfarm.ec2.") or not specs.is_file():
+        return ["%s is not a role of buildfarm.ec2" % role]
+    options = yaml.safe_load(specs.read_text())["argument_specs"][entry]["options"]
+    return ["role %s has no variable %s" % (role, var) for var in sorted(set(variables) - set(options))]
+
+
+def list_blocks():
+    return [p for p in yaml_blocks() if kind_of(p.values[0]) == "list"]
+
+
+@pytest.fixture(scope="module")
+def module_options():
+    modules = [m.stem for m in (ROOT / "plugins" / "modules").glob("*.py") if m.stem != "__init__"]
+    out = _ansible_doc(*["buildfarm.ec2." + m for m in modules])
+    return {name: set(doc["doc"]["options"]) for name, doc in out.items()}
+
+
+def _ansible_doc(*args):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"))
+    command = [str(BIN / "ansible-doc"), "--json", *args]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True, timeout=120).stdout
+    return json.loads(out)
+
+
+def test_the_playbook_blocks_pass_the_syntax_check_with_their_roles_and_modules_options(tmp_path, module_options):
+    """Every list block (roles/*/README.md, the guide, artifacts.md) as ansible-playbook --syntax-check reads it,
+    its role variables in the roles' argument specs, its module arguments in the modules' options."""
+    files = []
+    for param in list_blocks():
+        plays = as_playbook(param.values[0])
+        assert playbook_errors(plays, module_options) == [], param.id
+        files.append(tmp_path / (re.sub(r"\W", "_", param.id) + ".yml"))
+        files[-1].write_text(yaml.safe_dump(plays))
+    assert len(files) >= 10
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"),
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+    )
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--syntax-check", *map(str, files)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_wrong_role_variable_or_module_option_is_caught(module_options):
+    plays = as_playbook(
+        "- hosts: builders\n  roles:\n    - role: buildfarm.ec2.distcc\n      vars: {distcc_rol: server}\n"
+        "    - buildfarm.ec2.compiler\n"
+    )
+    assert playbook_errors(plays, module_options) == [
+        "role buildfarm.ec2.distcc has no variable distcc_rol",
+        "buildfarm.ec2.compiler is not a role of buildfarm.ec2",
+    ]
+    tasks = as_playbook("- buildfarm.ec2.artifacts: {cluster: c, bucket: b, source: out}\n")
+    assert playbook_errors(tasks, module_options) == ["buildfarm.ec2.artifacts has no option source"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
