@@ -35,6 +35,7 @@ Each checker is also fed a deliberately wrong block (the ``test_*_is_caught`` ca
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -50,7 +51,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "roles").glob("*/README.md"))]
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "roles").glob("*/README.md")))
 DEMO = ROOT / "tools" / "demo.sh"
 E2E = sorted((ROOT / "tests" / "e2e").glob("*.py"))
 PLAYBOOKS_THE_TESTS_RUN = {"build.yml", "sweep.yml", "handoff.yml"}
@@ -65,7 +66,7 @@ PATH_RE = re.compile(
 
 
 def _rel(path):
-    return str(path.relative_to(ROOT))
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -406,6 +407,7 @@ def test_a_wrong_role_variable_or_module_option_is_caught(module_options):
 # What the docs name exists
 
 
+@functools.cache
 def make_targets():
     return set(re.findall(r"^([\w.-]+):(?!=)", (ROOT / "Makefile").read_text(), re.M)) - {".PHONY"}
 
@@ -425,7 +427,7 @@ def reference_errors(text, where):
         runtime = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())
         if not any((ROOT / (c % name)).is_file() for c in candidates) and name not in runtime["action_groups"]:
             errors.append("buildfarm.ec2.%s is no module, plugin, role, playbook or action group" % name)
-    for path in set(PATH_RE.findall(text)):
+    for path in set(PATH_RE.findall(text.replace("file://", " "))):
         if "<" in path or "{" in path:
             continue  # a placeholder: roles/<role>/README.md
         if not list(ROOT.glob(path.rstrip("/"))) and not list(where.glob(path.rstrip("/"))):  # or of a role's
@@ -445,7 +447,7 @@ def reference_errors(text, where):
     # make in prose ("make a filesystem") is no command: targets are read in code spans and shell blocks only.
     prose = re.sub(r"^( *)```.*?^\1```", "", text, flags=re.S | re.M)
     code = re.findall(r"`([^`\n]+)`", prose) + [
-        c for lang, _, b in fenced_blocks(text) if lang in SHELLS for c in commands(lang, b)
+        c for lang, _line, b in fenced_blocks(text) if lang in SHELLS for c in commands(lang, b)
     ]
     for words in re.findall(r"(?:^|[\s;&|(])make ((?:[\w-]+ ?)+)", "\n".join(code)):
         for target in words.split():
@@ -459,6 +461,7 @@ def _slug(heading):
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@functools.cache
 def _tracked():
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     return {Path(name).name for name in listed} | set(listed)
@@ -486,10 +489,44 @@ def test_a_wrong_reference_is_caught():
     assert reference_errors("[the guide](guide.md#parameters-of-buildyml) `make demo`", where) == []
 
 
+def test_a_mutated_copy_of_the_readme_fails(tmp_path, validate, run_playbook):
+    """A copy of README.md, as written (no error) and with a wrong parameter name, a wrong make target and a sweep
+    without its region: each mistake is found by the checks above."""
+    readme = (ROOT / "README.md").read_text()
+    mistakes = [
+        ("\nbuilders: 8\n", "\nbuilder: 8\n"),
+        ("make test   # every", "make tests  # every"),
+        ("sweep -e cluster=NAME -e region=REGION`", "sweep -e cluster=NAME`"),
+    ]
+    for wrong in (False, True):
+        text = readme
+        for right, mistake in mistakes if wrong else []:
+            assert right in text
+            text = text.replace(right, mistake)
+        copy = tmp_path / "README.md"
+        copy.write_text(text)
+        (params,) = [
+            yaml.safe_load(b)
+            for _path, lang, _line, b in doc_blocks([copy])
+            if lang == "yaml" and kind_of(b) == "params"
+        ]
+        (sweep,) = [c for _where, c in doc_commands([copy]) if c.startswith("ansible-playbook buildfarm.ec2.sweep")]
+        errors = validate(params) + reference_errors(text, ROOT) + run_errors(sweep, validate, run_playbook)
+        assert errors == (
+            [
+                "not a parameter of build.yml: builder",
+                "make tests: no such target",
+                "-e ['cluster']: no e2e run of sweep.yml gives these",
+            ]
+            if wrong
+            else []
+        ), errors
+
+
 def test_the_readme_sets_up_with_make_demo_and_make_test_only():
     readme = (ROOT / "README.md").read_text()
     setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
-    found = [c for lang, _, block in fenced_blocks(setup) if lang in SHELLS for c in commands(lang, block)]
+    found = [c for lang, _line, block in fenced_blocks(setup) if lang in SHELLS for c in commands(lang, block)]
     assert found == ["make demo", "make test"]
 
 
@@ -512,6 +549,7 @@ def _names(node, assigned):
     return None
 
 
+@functools.cache
 def e2e_runs():
     """{playbook: [set of extra-var names (None: not readable) of each run]} of tests/e2e."""
     runs = {}
@@ -541,6 +579,7 @@ def e2e_runs():
     return runs
 
 
+@functools.cache
 def runner_options():
     """The options the e2e Runner gives ansible-playbook (the string constants of Runner.command)."""
     (runner,) = [
@@ -554,6 +593,7 @@ def _is(node, name):
     return isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == name
 
 
+@functools.cache
 def demo_command():
     """tools/demo.sh's ansible-playbook command: (playbook, options, the -e NAME=VALUE names, the default params
     file)."""
@@ -579,7 +619,7 @@ def parse_run(command):
                 if value.startswith("@"):
                     files.append(value[1:])
                 else:
-                    name, _, val = value.partition("=")
+                    name, val = value.split("=", 1) if "=" in value else (value, "")
                     names[name] = val
         elif playbook is None:
             playbook = re.sub(r"^buildfarm\.ec2\.(\w+)$", r"\1.yml", word).split("/")[-1]
@@ -597,7 +637,7 @@ def documented_runs():
 def build_run_params(command, doc="README.md"):
     """The parameters a build.yml command gives: its -e @FILE (params.yml: the doc's own params.yml block, else
     README.md's) with its -e NAME=VALUE; None when they cannot be read."""
-    playbook, _, names, files = parse_run(command)
+    playbook, _options, names, files = parse_run(command)
     if playbook != "build.yml" or len(files) != 1:
         return None
     if files[0] == "params.yml":
@@ -613,7 +653,7 @@ def build_run_params(command, doc="README.md"):
 def parameter_sets():
     """Every parameter set this file validates (they are validated in one run)."""
     sets = [p.values[0] for p in parameter_files()] + [dict(readme_params(), **WRONG)]
-    for command, doc in [p.values for p in documented_runs()] + [(c, "README.md") for c, _ in WRONG_RUNS]:
+    for command, doc in [p.values for p in documented_runs()] + [(c, "README.md") for c, _error in WRONG_RUNS]:
         if build_run_params(command, doc) is not None:
             sets.append(build_run_params(command, doc))
     return sets
@@ -664,7 +704,15 @@ def run_playbook(tmp_path_factory):
         AWS_EC2_METADATA_DISABLED="true",
     )
 
+    done = {}
+
     def run(playbook, names):
+        key = (playbook, tuple(sorted(names.items())))
+        if key not in done:
+            done[key] = _run(playbook, names)
+        return done[key]
+
+    def _run(playbook, names):
         args = [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / playbook)]
         for name, value in names.items():
             args += ["-e", "%s=%s" % (name, value)]
