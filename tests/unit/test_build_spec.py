@@ -4,10 +4,9 @@ Generated from the spec (``python tests/unit/test_build_spec.py --write`` rewrit
 differ): the parameter section of playbooks/vars/build_defaults.yml and the parameter table of docs/guide.md, each
 between BEGIN/END marker lines. Tested against the spec: the build survey of playbooks/awx_setup.yml (types,
 min/max, choices, defaults, required), the defaults that live in vars/node_contract.yml, the modules' own rules
-the spec repeats (the cluster name, the volume size), and the parameter files of README.md, docs/*.md and
-examples/, which the real validation (playbooks/tasks/validate.yml, run by ansible-playbook) must accept. The same
-validation must reject wrong values, every one of a run at once, each on its own line. And what README.md and
-docs/*.md name exists: the playbooks of their commands, the .yml files they mention, the nodes' user-data log.
+the spec repeats (the cluster name, the volume size). The real validation (playbooks/tasks/validate.yml, run by
+ansible-playbook) must reject wrong values, every one of a run at once, each on its own line. The guide names the
+nodes' user-data log the collection writes. The docs' parameter files and commands: tests/unit/test_docs.py.
 """
 
 from __future__ import annotations
@@ -360,31 +359,6 @@ def test_a_valid_run_passes(checker):
     assert "every parameter is valid" in out
 
 
-def _doc_parameter_files():
-    """Every YAML block of README.md and docs/*.md that is a build.yml parameter file (it starts with
-    '# params.yml'), and every examples/*/params.yml."""
-    found = []
-    for path in [README, *sorted((ROOT / "docs").glob("*.md"))]:
-        for block in re.findall(r"```yaml\n(.*?)```", path.read_text(), re.S):
-            block = textwrap.dedent(block)
-            if block.lstrip().startswith("# params.yml"):
-                found.append(pytest.param(yaml.safe_load(block), id=path.name))
-    for path in sorted((ROOT / "examples").glob("*/params.yml")):
-        found.append(pytest.param(yaml.safe_load(path.read_text()), id=str(path.relative_to(ROOT))))
-    return found
-
-
-def test_the_docs_have_parameter_files():
-    assert {p.id for p in _doc_parameter_files()} >= {"README.md", "guide.md", "examples/hello/params.yml"}
-
-
-@pytest.mark.parametrize("params", _doc_parameter_files())
-def test_documented_parameter_files_pass_the_validation(params, checker):
-    assert set(params) <= set(OPTIONS), set(params) - set(OPTIONS)
-    rc, out = checker(params)
-    assert rc == 0, out
-
-
 def _errors(out):
     """The lines of the validation's failure message (the error display prints them one per line)."""
     match = re.search(r"wrong parameter\(s\), nothing was created:\n(.*?)\nOrigin:", out, re.S)
@@ -481,27 +455,7 @@ def test_build_yml_fails_in_the_validation_before_any_api_call(checker):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# What the docs point to exists
-
-USER_FILES = {"params.yml"}  # files the docs ask the user to write
-
-
-def _tracked():
-    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    return {Path(name).name for name in listed} | set(listed)
-
-
-@pytest.mark.parametrize("path", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
-def test_the_files_and_playbooks_the_docs_name_exist(path):
-    text = path.read_text()
-    tracked = _tracked()
-    for name in re.findall(r"ansible-playbook (buildfarm\.ec2\.\w+)", text):
-        assert (ROOT / "playbooks" / (name.split(".")[-1] + ".yml")).is_file(), name
-    for name in set(re.findall(r"(?<![\w.*-])([\w/-]+\.ya?ml)\b", text)) - USER_FILES:
-        assert name.lstrip("./") in tracked or Path(name).name in tracked, "%s names %s, which does not exist" % (
-            path.name,
-            name,
-        )
+# What the guide says of the nodes
 
 
 def test_the_guide_names_the_user_data_log_the_collection_writes():
