@@ -89,11 +89,11 @@ class Prices:
     """Prices of one region, from ``pricing`` (a Price List API client) and ``ec2`` (for spot), with the cache
     and the fallback ``table`` ({instance type: USD per hour})."""
 
-    def __init__(self, pricing, ec2, region, table=None, cache_path=None, endpoint=None, ttl=CACHE_TTL, now=time.time):
+    def __init__(self, pricing, ec2, region, table=None, cache_path=None, ttl=CACHE_TTL, now=time.time):
         self.pricing, self.ec2, self.region = pricing, ec2, region
         self.table = {k: float(v) for k, v in (table or {}).items()}
         self.cache_path = cache_path
-        self.endpoint = endpoint or "aws"
+        self.endpoint = pricing.meta.endpoint_url  # the cache keeps each endpoint's (AWS's, a local cloud's) apart
         self.ttl, self.now = ttl, now
         self.errors = []  # why the API was not used, once per reason
         self._cache = None

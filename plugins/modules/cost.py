@@ -226,7 +226,6 @@ def main():
         module.region,
         table=params["prices"],
         cache_path=params["cache_path"] or pricing.default_cache_path(),
-        endpoint=params.get("endpoint_url"),
         ttl=params["cache_ttl"],
     )
     try:
