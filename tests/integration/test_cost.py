@@ -1,0 +1,178 @@
+"""buildfarm.ec2.cost under ansible-playbook, and build.yml's estimate before launch (estimate_only, max_cost_usd),
+against a moto server with the local cloud's price fixture: exact numbers, and nothing created when refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
+from tests.conftest import COLLECTIONS, ROOT, child_env
+from tests.pricing_server import fixture, priced, priced_server  # noqa: F401  (fixtures)
+
+REGION = "us-east-1"
+PLAY = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/buildfarm.ec2.aws:
+      endpoint_url: "{{ lookup('env', 'AWS_ENDPOINT_URL') }}"
+      region: us-east-1
+  tasks:
+"""
+OD = fixture.ON_DEMAND[REGION]
+GP3 = float(fixture.STORAGE[REGION]["gp3"])
+
+
+def _play(priced, tmp_path, text, extra_vars=None, check=False, playbook=None):
+    path = playbook or tmp_path / "play.yml"
+    if playbook is None:
+        path.write_text(PLAY + text)
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "--connection=local", str(path)]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    if check:
+        cmd.append("--check")
+    env = child_env(
+        priced,
+        dict(
+            ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ),
+    )
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    try:
+        parsed = json.loads(proc.stdout)
+    except ValueError:
+        parsed = {}
+    return proc.returncode, parsed, proc.stdout + proc.stderr
+
+
+def _task(parsed, name):
+    return [t["hosts"]["localhost"] for p in parsed["plays"] for t in p["tasks"] if t["task"]["name"] == name][-1]
+
+
+def test_estimate_and_report_through_the_module_in_check_mode(priced, tmp_path):
+    ec2 = priced.client("ec2")
+    instance = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="c6i.xlarge",
+        Placement={"AvailabilityZone": "us-east-1c"},
+        InstanceMarketOptions={"MarketType": "spot"},
+        TagSpecifications=bf_tags.tag_specifications("instance", bf_tags.cluster_tags("c2", role="builder")),
+    )["Instances"][0]
+    until = bf_tags.format_time(instance["LaunchTime"] + timedelta(seconds=600))
+    tasks = """
+    - name: Estimate
+      buildfarm.ec2.cost:
+        mode: estimate
+        seconds: 7200
+        cache_path: "{{ cache }}"
+        roles:
+          - {name: host, type: t3.small}
+          - {name: builder, type: c6i.4xlarge, count: 3}
+      register: estimate
+    - name: Report
+      buildfarm.ec2.cost:
+        cluster: c2
+        until: "{{ until }}"
+        cache_path: "{{ cache }}"
+      register: report
+    - name: Bad
+      buildfarm.ec2.cost:
+        mode: estimate
+        seconds: 0
+        roles: [{name: host, type: t3.small, count: -1}]
+      register: bad
+      ignore_errors: true
+"""
+    rc, parsed, out = _play(priced, tmp_path, tasks, {"until": until, "cache": str(tmp_path / "p.json")}, check=True)
+    assert rc == 0, out[-4000:]
+    estimate = _task(parsed, "Estimate")
+    assert estimate["changed"] is False
+    assert estimate["total_usd"] == round(2 * float(OD["t3.small"]) + 3 * 2 * float(OD["c6i.4xlarge"]), 6) == 4.1216
+    assert [i["source"] for i in estimate["items"]] == ["price-list", "price-list"]
+    report = _task(parsed, "Report")
+    (line,) = [i for i in report["items"] if i["kind"] == "instance"]
+    spot = float(fixture.spot_price(REGION, "c6i.xlarge", "us-east-1c"))
+    assert (line["lifecycle"], line["seconds"], line["price_usd"], line["source"]) == (
+        "spot",
+        600,
+        spot,
+        "spot-price-history",
+    )
+    assert line["cost_usd"] == round(spot / 6, 6)
+    assert report["biggest"]["kind"] == "instance" and report["until"] == until
+    bad = _task(parsed, "Bad")
+    assert bad["failed"] and "seconds must be positive" in bad["msg"] and "must not be negative" in bad["msg"]
+
+
+BUILD = dict(
+    cluster="cost-cap",
+    region=REGION,
+    image_id="ami-12c6146b",
+    ssh_cidr="127.0.0.1/32",
+    bucket="cost-bucket",
+    build_script_content="exit 0",
+    host_type="t3.small",
+    builder_type="c6i.4xlarge",
+    builders=2,
+    build_timeout=3600,
+    max_lifetime=120,
+)
+# The requested cluster for an hour: three instances with a public IPv4 each and an 8 GiB gp3 root volume.
+EXPECTED = round(
+    float(OD["t3.small"]) + 2 * float(OD["c6i.4xlarge"]) + 3 * 0.005 + round(8 * GP3 / 730, 6) + round(16 * GP3 / 730, 6),
+    6,
+)
+
+
+def _nothing_made(ec2):
+    named = [{"Name": "tag:buildfarm:cluster", "Values": ["cost-cap"]}]
+    assert ec2.describe_vpcs(Filters=named)["Vpcs"] == []
+    assert ec2.describe_security_groups(Filters=named)["SecurityGroups"] == []
+    assert ec2.describe_instances()["Reservations"] == []
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+    assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
+
+
+def test_estimate_only_prints_the_estimate_and_creates_nothing(priced, tmp_path):
+    params = dict(BUILD, estimate_only=True, work_dir=str(tmp_path / "runs"))
+    rc, parsed, out = _play(priced, tmp_path, "", params, playbook=ROOT / "playbooks" / "build.yml")
+    assert rc == 0, out[-6000:]
+    estimate = _task(parsed, "Price the requested cluster for build_timeout")
+    assert estimate["total_usd"] == EXPECTED
+    printed = "\n".join(_task(parsed, "Print the estimate")["msg"])
+    assert "total $%.4f" % EXPECTED in printed and "(price-list)" in printed, printed
+    names = [t["task"]["name"] for p in parsed["plays"] for t in p["tasks"]]
+    assert "Create the network" not in names and "Tear down the cluster" not in names
+    _nothing_made(priced.client("ec2"))
+
+
+def test_a_cluster_over_max_cost_usd_is_refused_before_anything_exists(priced, tmp_path):
+    params = dict(BUILD, max_cost_usd=1.0, work_dir=str(tmp_path / "runs"))
+    rc, parsed, out = _play(priced, tmp_path, "", params, playbook=ROOT / "playbooks" / "build.yml")
+    assert rc != 0
+    refused = _task(parsed, "Refuse a cluster over the budget")
+    assert refused["failed"]
+    assert "the estimate for build_timeout (3600 s) is $%.4f, over max_cost_usd $1.0000" % EXPECTED in refused["msg"]
+    _nothing_made(priced.client("ec2"))
+
+
+@pytest.mark.parametrize("budget", [EXPECTED + 0.01])
+def test_a_cluster_within_max_cost_usd_is_not_refused(priced, tmp_path, budget):
+    # estimate_only with a cap above the estimate: the refusal is skipped, the play ends after the estimate.
+    params = dict(BUILD, max_cost_usd=budget, estimate_only=True, work_dir=str(tmp_path / "runs"))
+    rc, parsed, out = _play(priced, tmp_path, "", params, playbook=ROOT / "playbooks" / "build.yml")
+    assert rc == 0, out[-6000:]
+    assert _task(parsed, "Refuse a cluster over the budget").get("skipped") is True
+    _nothing_made(priced.client("ec2"))
