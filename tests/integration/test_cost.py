@@ -176,3 +176,101 @@ def test_a_cluster_within_max_cost_usd_is_not_refused(priced, tmp_path, budget):
     assert rc == 0, out[-6000:]
     assert _task(parsed, "Refuse a cluster over the budget").get("skipped") is True
     _nothing_made(priced.client("ec2"))
+
+
+def test_the_report_and_the_summary_have_a_line_per_node_and_the_total(priced, tmp_path):
+    """report.json.j2 and summary.txt.j2 as tasks/report.yml and teardown render them, from the cost module's
+    report of two instances billed for 900 s."""
+    ec2 = priced.client("ec2")
+    launched = {}
+    for role, itype, spot in (("host", "t3.small", False), ("builder", "c6i.4xlarge", True)):
+        extra = {"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}
+        launched[role] = ec2.run_instances(
+            ImageId="ami-12c6146b",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType=itype,
+            Placement={"AvailabilityZone": "us-east-1a"},
+            TagSpecifications=bf_tags.tag_specifications(
+                "instance", bf_tags.cluster_tags("cost-rep", role=role, run_id="r1")
+            ),
+            **extra,
+        )["Instances"][0]
+    until = bf_tags.format_time(max(i["LaunchTime"] for i in launched.values()) + timedelta(seconds=900))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    play = """
+- hosts: localhost
+  gather_facts: false
+  vars_files: ["{root}/playbooks/vars/build_defaults.yml", "{root}/playbooks/vars/node_contract.yml"]
+  module_defaults:
+    group/buildfarm.ec2.aws:
+      endpoint_url: "{{{{ lookup('env', 'AWS_ENDPOINT_URL') }}}}"
+      region: us-east-1
+  vars:
+    cluster: cost-rep
+    region: us-east-1
+    bucket: b
+    buildfarm_run_id: r1
+    buildfarm_run_dir: "{run_dir}"
+    buildfarm_build: {{status: success, reason: ok}}
+    buildfarm_failure: ""
+    buildfarm_phase_seconds: {{}}
+    buildfarm_estimate: {{total_usd: 0.5, seconds: 3600}}
+  tasks:
+    - name: Price
+      buildfarm.ec2.cost:
+        cluster: cost-rep
+        run_id: r1
+        until: "{until}"
+        cache_path: "{run_dir}/prices.json"
+      register: buildfarm_cost
+    - name: Write the report
+      ansible.builtin.copy:
+        dest: "{run_dir}/report.json"
+        content: "{{{{ lookup('ansible.builtin.template', '{root}/playbooks/templates/report.json.j2') }}}}"
+        mode: "0600"
+    - name: Summary
+      ansible.builtin.debug:
+        msg: "{{{{ lookup('ansible.builtin.template', '{root}/playbooks/templates/summary.txt.j2') }}}}"
+""".format(root=ROOT, run_dir=run_dir, until=until)
+    path = tmp_path / "report.yml"
+    path.write_text(play)
+    rc, parsed, out = _play(priced, tmp_path, "", playbook=path)
+    assert rc == 0, out[-6000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    cost = report["cost"]
+    nodes = {n["role"]: n for n in cost["nodes"]}
+    host_seconds = pricing_seconds(launched["host"], until)
+    builder_seconds = pricing_seconds(launched["builder"], until)
+    spot = float(fixture.spot_price(REGION, "c6i.4xlarge", "us-east-1a"))
+    assert (nodes["host"]["type"], nodes["host"]["lifecycle"], nodes["host"]["price_usd"], nodes["host"]["source"]) == (
+        "t3.small",
+        "on-demand",
+        0.0208,
+        "price-list",
+    )
+    assert nodes["host"]["seconds"] == host_seconds
+    assert nodes["host"]["cost_usd"] == round(host_seconds / 3600 * 0.0208, 6)
+    assert (nodes["builder"]["lifecycle"], nodes["builder"]["source"], nodes["builder"]["seconds"]) == (
+        "spot",
+        "spot-price-history",
+        builder_seconds,
+    )
+    assert nodes["builder"]["cost_usd"] == round(builder_seconds / 3600 * spot, 6)
+    kinds = sorted(i["kind"] for i in cost["items"])
+    assert kinds == ["public_ipv4", "public_ipv4", "volume", "volume"]
+    assert cost["total_usd"] == round(sum(i["cost_usd"] for i in cost["nodes"] + cost["items"]), 6)
+    assert report["estimated_cost_usd"] == cost["total_usd"] and cost["estimate_usd"] == 0.5
+    assert report["instance_hours"] == round((host_seconds + builder_seconds) / 3600, 4)
+    assert cost["biggest"]["id"] == launched["builder"]["InstanceId"]
+    summary = _task(parsed, "Summary")["msg"]
+    assert "cost $%.4f until %s (estimate $0.5000 for build_timeout)" % (cost["total_usd"], until) in summary
+    assert "biggest item: instance %s c6i.4xlarge spot $%.4f" % (
+        launched["builder"]["InstanceId"],
+        nodes["builder"]["cost_usd"],
+    ) in summary, summary
+
+
+def pricing_seconds(instance, until):
+    return int((bf_tags.parse_time(until) - instance["LaunchTime"]).total_seconds())
