@@ -27,7 +27,10 @@ def priced_server(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(LOCALCLOUD))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "localcloud.pricing", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "localcloud.pricing", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     url = "http://127.0.0.1:%d" % port
     deadline = time.monotonic() + 30

@@ -45,7 +45,11 @@ PUBLIC_IPV4_USD_PER_HOUR = 0.005
 VOLUME_TABLE = {"gp3": 0.08, "gp2": 0.10, "io1": 0.125, "io2": 0.125, "st1": 0.045, "sc1": 0.015, "standard": 0.05}
 NAT_GATEWAY_TABLE = 0.045
 LINUX = dict(
-    operatingSystem="Linux", tenancy="Shared", preInstalledSw="NA", capacitystatus="Used", licenseModel="No License required"
+    operatingSystem="Linux",
+    tenancy="Shared",
+    preInstalledSw="NA",
+    capacitystatus="Used",
+    licenseModel="No License required",
 )
 REASON_TIME = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
 
@@ -194,7 +198,9 @@ class Prices:
         fetch = self._products("GB-Mo", "Storage", volumeApiName=volume_type)
         found = self._cached(self._key("volume", volume_type), fetch, "GB-month", "price-list")
         if found is None:
-            found = price(VOLUME_TABLE.get(volume_type), "GB-month", "table" if volume_type in VOLUME_TABLE else "unknown")
+            found = price(
+                VOLUME_TABLE.get(volume_type), "GB-month", "table" if volume_type in VOLUME_TABLE else "unknown"
+            )
         return found
 
     def nat_gateway(self):
@@ -288,7 +294,9 @@ def report(ec2, prices, cluster, run_id=None, until=None):
     until = until or datetime.now(timezone.utc)
     tag_filters = bf_tags.filters(cluster=cluster, run_id=run_id)
     reservations = paginate(ec2, "describe_instances", "Reservations", Filters=tag_filters)
-    instances = sorted((i for r in reservations for i in r["Instances"]), key=lambda i: (i["LaunchTime"], i["InstanceId"]))
+    instances = sorted(
+        (i for r in reservations for i in r["Instances"]), key=lambda i: (i["LaunchTime"], i["InstanceId"])
+    )
     items, rate = [], 0.0
     for instance in instances:
         end, running = _end_of(instance, until)
@@ -303,7 +311,9 @@ def report(ec2, prices, cluster, run_id=None, until=None):
         )
         rate += (usd["usd"] or 0.0) if running else 0.0
         if instance.get("PublicIpAddress") or instance.get("PublicIp"):
-            items.append(_item("public_ipv4", prices.public_ipv4(), seconds, address=instance.get("PublicIpAddress"), **common))
+            items.append(
+                _item("public_ipv4", prices.public_ipv4(), seconds, address=instance.get("PublicIpAddress"), **common)
+            )
             rate += PUBLIC_IPV4_USD_PER_HOUR if running else 0.0
     volumes = {v["VolumeId"]: v for v in paginate(ec2, "describe_volumes", "Volumes", Filters=tag_filters)}
     ids = [i["InstanceId"] for i in instances if i["State"]["Name"] != "terminated"]
@@ -321,7 +331,11 @@ def report(ec2, prices, cluster, run_id=None, until=None):
     for gateway in gateways:
         deleted = gateway.get("DeleteTime") if gateway["State"] in ("deleting", "deleted") else None
         usd = prices.nat_gateway()
-        items.append(_item("nat_gateway", usd, billed_seconds(gateway["CreateTime"], deleted or until), id=gateway["NatGatewayId"]))
+        items.append(
+            _item(
+                "nat_gateway", usd, billed_seconds(gateway["CreateTime"], deleted or until), id=gateway["NatGatewayId"]
+            )
+        )
         rate += 0.0 if deleted else usd["usd"]
     result = _totals(items)
     result["usd_per_hour"] = round(rate, 6)

@@ -168,8 +168,7 @@ price_errors:
   elements: str
 """
 
-from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
-from ansible_collections.buildfarm.ec2.plugins.module_utils import pricing
+from ansible_collections.buildfarm.ec2.plugins.module_utils import aws, pricing
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
 try:

@@ -13,7 +13,9 @@ import pytest
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from tests.conftest import COLLECTIONS, ROOT, child_env
-from tests.pricing_server import fixture, priced, priced_server  # noqa: F401  (fixtures)
+from tests.pricing_server import fixture
+
+pytest_plugins = ["tests.pricing_server"]  # the priced and priced_server fixtures
 
 REGION = "us-east-1"
 PLAY = """
@@ -131,7 +133,11 @@ BUILD = dict(
 )
 # The requested cluster for an hour: three instances with a public IPv4 each and an 8 GiB gp3 root volume.
 EXPECTED = round(
-    float(OD["t3.small"]) + 2 * float(OD["c6i.4xlarge"]) + 3 * 0.005 + round(8 * GP3 / 730, 6) + round(16 * GP3 / 730, 6),
+    float(OD["t3.small"])
+    + 2 * float(OD["c6i.4xlarge"])
+    + 3 * 0.005
+    + round(8 * GP3 / 730, 6)
+    + round(16 * GP3 / 730, 6),
     6,
 )
 
@@ -199,10 +205,10 @@ def test_the_report_and_the_summary_have_a_line_per_node_and_the_total(priced, t
     until = bf_tags.format_time(max(i["LaunchTime"] for i in launched.values()) + timedelta(seconds=900))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    play = """
+    play = f"""
 - hosts: localhost
   gather_facts: false
-  vars_files: ["{root}/playbooks/vars/build_defaults.yml", "{root}/playbooks/vars/node_contract.yml"]
+  vars_files: ["{ROOT}/playbooks/vars/build_defaults.yml", "{ROOT}/playbooks/vars/node_contract.yml"]
   module_defaults:
     group/buildfarm.ec2.aws:
       endpoint_url: "{{{{ lookup('env', 'AWS_ENDPOINT_URL') }}}}"
@@ -228,12 +234,12 @@ def test_the_report_and_the_summary_have_a_line_per_node_and_the_total(priced, t
     - name: Write the report
       ansible.builtin.copy:
         dest: "{run_dir}/report.json"
-        content: "{{{{ lookup('ansible.builtin.template', '{root}/playbooks/templates/report.json.j2') }}}}"
+        content: "{{{{ lookup('ansible.builtin.template', '{ROOT}/playbooks/templates/report.json.j2') }}}}"
         mode: "0600"
     - name: Summary
       ansible.builtin.debug:
-        msg: "{{{{ lookup('ansible.builtin.template', '{root}/playbooks/templates/summary.txt.j2') }}}}"
-""".format(root=ROOT, run_dir=run_dir, until=until)
+        msg: "{{{{ lookup('ansible.builtin.template', '{ROOT}/playbooks/templates/summary.txt.j2') }}}}"
+"""
     path = tmp_path / "report.yml"
     path.write_text(play)
     rc, parsed, out = _play(priced, tmp_path, "", playbook=path)
@@ -266,11 +272,60 @@ def test_the_report_and_the_summary_have_a_line_per_node_and_the_total(priced, t
     assert cost["biggest"]["id"] == launched["builder"]["InstanceId"]
     summary = _task(parsed, "Summary")["msg"]
     assert "cost $%.4f until %s (estimate $0.5000 for build_timeout)" % (cost["total_usd"], until) in summary
-    assert "biggest item: instance %s c6i.4xlarge spot $%.4f" % (
-        launched["builder"]["InstanceId"],
-        nodes["builder"]["cost_usd"],
-    ) in summary, summary
+    assert (
+        "biggest item: instance %s c6i.4xlarge spot $%.4f"
+        % (
+            launched["builder"]["InstanceId"],
+            nodes["builder"]["cost_usd"],
+        )
+        in summary
+    ), summary
 
 
 def pricing_seconds(instance, until):
     return int((bf_tags.parse_time(until) - instance["LaunchTime"]).total_seconds())
+
+
+@pytest.mark.parametrize("budget", [0, 0.5])
+def test_the_budget_left_in_seconds_at_the_launched_rate(priced, tmp_path, budget):
+    """tasks/budget.yml (after the launch): the seconds of build the rest of max_cost_usd pays for; 0 without a cap."""
+    ec2 = priced.client("ec2")
+    ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=bf_tags.tag_specifications(
+            "instance", bf_tags.cluster_tags("cost-b", role="host", run_id="r1")
+        ),
+    )
+    play = f"""
+- hosts: localhost
+  gather_facts: false
+  vars_files: ["{ROOT}/playbooks/vars/build_defaults.yml", "{ROOT}/playbooks/vars/node_contract.yml"]
+  module_defaults:
+    group/buildfarm.ec2.aws:
+      endpoint_url: "{{{{ lookup('env', 'AWS_ENDPOINT_URL') }}}}"
+      region: us-east-1
+  vars: {{cluster: cost-b, buildfarm_run_id: r1, work_dir: "{tmp_path}"}}
+  tasks:
+    - name: Budget
+      ansible.builtin.import_tasks: "{ROOT}/playbooks/tasks/budget.yml"
+    - name: Show
+      ansible.builtin.debug:
+        var: buildfarm_budget_seconds
+"""
+    path = tmp_path / "budget.yml"
+    path.write_text(play)
+    # An extra var, as build.yml's parameters are (build_defaults.yml, a vars file, would win over play vars).
+    rc, parsed, out = _play(priced, tmp_path, "", {"max_cost_usd": budget}, playbook=path)
+    assert rc == 0, out[-6000:]
+    seconds = int(_task(parsed, "Show")["buildfarm_budget_seconds"])
+    if budget == 0:
+        assert seconds == 0
+        return
+    spent = _task(parsed, "Price what was launched")
+    rate = 0.0208 + 0.005 + 8 * 0.1 / 730  # t3.small, its public IPv4, its 8 GiB gp2 root volume
+    assert spent["usd_per_hour"] == round(rate, 6)
+    assert seconds == int((budget - spent["total_usd"]) * 3600 / spent["usd_per_hour"])
+    assert int(budget * 3600 / rate) - 120 < seconds < int(budget * 3600 / rate)

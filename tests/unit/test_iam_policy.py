@@ -1,8 +1,9 @@
 """docs/iam-policy.json is exactly the set of IAM actions the collection's code calls.
 
 The code under plugins/module_utils, plugins/modules and plugins/inventory is scanned (at test time, so
-modules added later are covered) for the boto3 calls it makes on EC2, S3 and Price List API (pricing) clients: ``.describe_instances(``,
-``get_paginator("describe_instances")`` / ``paginate(conn, "describe_instances", ...)``,
+modules added later are covered) for the boto3 calls it makes on EC2, S3 and Price List API (pricing)
+clients: ``.describe_instances(``, ``get_paginator("describe_instances")`` /
+``paginate(conn, "describe_instances", ...)``,
 ``get_waiter("instance_running")``, plus the s3transfer methods and amazon.aws helpers in EXTRA_ACTIONS.
 Operation names come from botocore's service models, so a name is only counted when it is an EC2, S3 or
 pricing operation. The test fails on an action the code needs that the policy lacks, and on an action in the

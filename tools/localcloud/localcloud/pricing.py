@@ -85,7 +85,8 @@ def _product(sku, family, attributes, unit, usd, description):
                     "sku": sku,
                     "effectiveDate": "2025-01-01T00:00:00Z",
                     "priceDimensions": {
-                        term + ".6YS6EN2CT7": {
+                        term
+                        + ".6YS6EN2CT7": {
                             "rateCode": term + ".6YS6EN2CT7",
                             "unit": unit,
                             "description": description,
@@ -126,7 +127,9 @@ def products():
             # What a filter without tenancy would also match (and the client must not take).
             dedicated = dict(attributes, tenancy="Dedicated", usagetype="DedicatedUsage:" + instance_type)
             found.append(
-                _product("LCD%s%s" % (region, instance_type), "Compute Instance", dedicated, "Hrs", float(usd) * 1.1, "")
+                _product(
+                    "LCD%s%s" % (region, instance_type), "Compute Instance", dedicated, "Hrs", float(usd) * 1.1, ""
+                )
             )
         for volume_type, usd in STORAGE[region].items():
             attributes = dict(common, volumeApiName=volume_type, usagetype="EBS:VolumeUsage." + volume_type)
@@ -149,7 +152,9 @@ def get_products(request):
         if service != product["serviceCode"]:
             continue
         attributes = dict(product["product"]["attributes"], productFamily=product["product"]["productFamily"])
-        if all(attributes.get(f["Field"]) == f["Value"] for f in filters if f.get("Type", "TERM_MATCH") == "TERM_MATCH"):
+        if all(
+            attributes.get(f["Field"]) == f["Value"] for f in filters if f.get("Type", "TERM_MATCH") == "TERM_MATCH"
+        ):
             matches.append(json.dumps(product))
     start = int(request.get("NextToken") or 0)
     size = int(request.get("MaxResults") or 100)
@@ -171,7 +176,10 @@ def priced(app):
         if target == "AWSPriceListService.GetProducts":
             status, body = "200 OK", get_products(request)
         else:
-            status, body = "400 Bad Request", {"__type": "InvalidParameterException", "Message": "localcloud: only GetProducts"}
+            status, body = "400 Bad Request", {
+                "__type": "InvalidParameterException",
+                "Message": "localcloud: only GetProducts",
+            }
         data = json.dumps(body).encode()
         start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
         return [data]

@@ -13,7 +13,9 @@ from botocore.config import Config
 from ansible_collections.buildfarm.ec2.plugins.module_utils import pricing
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from tests.conftest import free_port
-from tests.pricing_server import fixture, priced, priced_server  # noqa: F401  (fixtures)
+from tests.pricing_server import fixture
+
+pytest_plugins = ["tests.pricing_server"]  # the priced and priced_server fixtures
 
 REGION = "us-east-1"
 
@@ -52,7 +54,9 @@ def test_on_demand_and_spot_prices_come_from_the_apis(priced, tmp_path):
     # Another region's prices are that region's.
     other = pricing.Prices(priced.client("pricing"), priced.client("ec2", "eu-west-1"), "eu-west-1")
     assert other.instance("c6i.large")["usd"] == 0.0912
-    assert other.spot("c6i.large", "eu-west-1a")["usd"] == float(fixture.spot_price("eu-west-1", "c6i.large", "eu-west-1a"))
+    assert other.spot("c6i.large", "eu-west-1a")["usd"] == float(
+        fixture.spot_price("eu-west-1", "c6i.large", "eu-west-1a")
+    )
 
 
 def test_the_cache_answers_for_a_day(priced, tmp_path):
