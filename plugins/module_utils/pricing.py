@@ -144,7 +144,7 @@ class Prices:
         try:
             return call()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            self._note("%s: %s" % (type(e).__name__, e))
+            self._note("%s: %s" % (type(e).__name__, (str(e).splitlines() or [""])[0][:200]))
             return None
 
     def _products(self, unit, family, **attributes):
