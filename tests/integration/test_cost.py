@@ -172,6 +172,12 @@ def test_a_cluster_over_max_cost_usd_is_refused_before_anything_exists(priced, t
     assert refused["failed"]
     assert "the estimate for build_timeout (3600 s) is $%.4f, over max_cost_usd $1.0000" % EXPECTED in refused["msg"]
     _nothing_made(priced.client("ec2"))
+    # A type without any price (not in the fixture, not in the table) cannot be held to a budget.
+    params = dict(params, max_cost_usd=1000.0, builder_type="x9.huge")
+    rc, parsed, out = _play(priced, tmp_path, "", params, playbook=ROOT / "playbooks" / "build.yml")
+    assert rc != 0
+    assert "there is no price for x9.huge" in _task(parsed, "Refuse a budget that cannot be checked")["msg"]
+    _nothing_made(priced.client("ec2"))
 
 
 @pytest.mark.parametrize("budget", [EXPECTED + 0.01])
