@@ -155,3 +155,13 @@ def s3_client(module, max_pool_connections=10):
         retry_decorator=RETRY,
         config=dict(max_pool_connections=max(10, int(max_pool_connections)), s3=dict(payload_signing_enabled=False)),
     )
+
+
+# The Price List API answers in a few regions only (us-east-1, eu-central-1, ap-south-1), for every region's prices.
+PRICE_LIST_REGION = "us-east-1"
+
+
+def pricing_client(module):
+    """A Price List API client (``pricing``, in :data:`PRICE_LIST_REGION` unless an endpoint_url is given) with
+    the shared retries."""
+    return module.client("pricing", retry_decorator=RETRY, region=PRICE_LIST_REGION)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.networks import users_network
+from tests.pricing_server import fixture as price_fixture
 
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +136,20 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
     assert report["nodes"] == 3 and report["builders"] == 2
-    assert report["estimated_cost_usd"] > 0
+    # The cost: the local cloud's fixture prices (tools/localcloud/localcloud/pricing.py), billed per second.
+    cost = report["cost"]
+    assert sorted((n["type"], n["lifecycle"], n["source"]) for n in cost["nodes"]) == [
+        ("c6i.large", "on-demand", "price-list"),
+        ("c6i.large", "on-demand", "price-list"),
+        ("t3.small", "on-demand", "price-list"),
+    ]
+    for node in cost["nodes"]:
+        assert node["price_usd"] == float(price_fixture.ON_DEMAND[report["region"]][node["type"]])
+        assert node["seconds"] >= 60 and node["cost_usd"] == round(node["seconds"] / 3600 * node["price_usd"], 6)
+    assert sorted(i["kind"] for i in cost["items"]) == ["public_ipv4"] * 3 + ["volume"] * 3
+    assert cost["total_usd"] == round(sum(i["cost_usd"] for i in cost["nodes"] + cost["items"]), 6)
+    assert report["estimated_cost_usd"] == cost["total_usd"] > 0 and cost["price_errors"] == []
+    assert "cost $%.4f until %s" % (cost["total_usd"], cost["billed_until"]) in out
 
     log = objects["lua/build.log"].decode()
     # distcc's own trace: compiles were sent to both builders, none fell back to local compilation.

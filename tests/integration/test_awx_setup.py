@@ -37,6 +37,8 @@ MAIN_PARAMETERS = {
     "build_script_content": "textarea",
     "bucket": "text",
     "build_timeout": "integer",
+    "max_cost_usd": "float",
+    "estimate_only": "multiplechoice",
     "keep_cluster": "multiplechoice",
     "scheduler": "multiplechoice",
 }

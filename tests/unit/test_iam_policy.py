@@ -1,11 +1,12 @@
 """docs/iam-policy.json is exactly the set of IAM actions the collection's code calls.
 
 The code under plugins/module_utils, plugins/modules and plugins/inventory is scanned (at test time, so
-modules added later are covered) for the boto3 calls it makes on EC2 and S3 clients: ``.describe_instances(``,
-``get_paginator("describe_instances")`` / ``paginate(conn, "describe_instances", ...)``,
+modules added later are covered) for the boto3 calls it makes on EC2, S3 and Price List API (pricing)
+clients: ``.describe_instances(``, ``get_paginator("describe_instances")`` /
+``paginate(conn, "describe_instances", ...)``,
 ``get_waiter("instance_running")``, plus the s3transfer methods and amazon.aws helpers in EXTRA_ACTIONS.
-Operation names come from botocore's service models, so a name is only counted when it is an EC2 or S3
-operation. The test fails on an action the code needs that the policy lacks, and on an action in the
+Operation names come from botocore's service models, so a name is only counted when it is an EC2, S3 or
+pricing operation. The test fails on an action the code needs that the policy lacks, and on an action in the
 policy that no code needs (the policy stays minimal).
 
 After adding AWS calls, ``python tests/unit/test_iam_policy.py --write`` rewrites the policy from the code.
@@ -25,7 +26,7 @@ from botocore.exceptions import DataNotFoundError
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "iam-policy.json"
 SCANNED = ("plugins/module_utils/*.py", "plugins/modules/*.py", "plugins/inventory/*.py")
-SERVICES = {"ec2": "ec2", "s3": "s3"}  # boto3 service name -> IAM prefix
+SERVICES = {"ec2": "ec2", "s3": "s3", "pricing": "pricing"}  # boto3 service name -> IAM prefix
 
 # Calls that are not API operations of their own, and what they need.
 EXTRA_ACTIONS = {
@@ -163,6 +164,10 @@ def test_scanner_finds_the_calls_it_should(tmp_path):
     operations, waiters = _models()
     assert operations["describe_instances"] == {"ec2:DescribeInstances"}
     assert operations["list_objects_v2"] == {"s3:ListObjectsV2"}
+    assert operations["get_products"] == {"pricing:GetProducts"}
+    assert operations["describe_spot_price_history"] == {"ec2:DescribeSpotPriceHistory"}
+    assert NAMED.findall('paginate(self.pricing, "get_products", "PriceList")') == ["get_products"]
+    assert CALL.findall("RETRY(self.ec2.describe_spot_price_history)(") == ["describe_spot_price_history"]
     assert waiters["instance_running"] == {"ec2:DescribeInstances"}
     assert NAMED.findall('paginate(ec2, "describe_volumes", "Volumes")') == ["describe_volumes"]
     assert NAMED.findall("conn.get_paginator('describe_vpcs')") == ["describe_vpcs"]
@@ -183,7 +188,7 @@ def render(needed):
     by_service = {}
     for action in sorted(needed):
         by_service.setdefault(action.split(":")[0], []).append(action)
-    sids = {"ec2": "BuildfarmEc2", "s3": "BuildfarmS3"}
+    sids = {"ec2": "BuildfarmEc2", "s3": "BuildfarmS3", "pricing": "BuildfarmPricing"}
     statements = [
         {"Sid": sids.get(service, service), "Effect": "Allow", "Action": actions, "Resource": "*"}
         for service, actions in sorted(by_service.items())

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host, network
+from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host, network, pricing
 from localcloud.host import HostError
 
 log = logging.getLogger("localcloud")
@@ -945,7 +945,8 @@ def serve(
     if internet_network:
         cloud.net = network.Network(cloud, internet_network, urlparse(instance_endpoint).hostname, port, s3_port)
         cloud.net.apply()
-    app = DomainDispatcherApplication(create_backend_app)
+    pricing.install()  # the Price List API and spot prices from the fixture (localcloud/pricing.py)
+    app = pricing.priced(DomainDispatcherApplication(create_backend_app))
     servers = [make_server(bind, port, waking(app, cloud), threaded=True, request_handler=MotoRequestHandler)]
     if s3_port:
         servers.append(
