@@ -48,6 +48,8 @@ class StatsPort:
 
     def __init__(self, ok=0):
         self.ok = ok
+        self.connections = 0
+        self.release = None  # (after this many connections, touch this file)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -62,6 +64,9 @@ class StatsPort:
             with conn:
                 conn.sendall((STATS % {"accept": self.ok + 1, "ok": self.ok, "error": 1}).encode())
             self.ok += 1
+            self.connections += 1
+            if self.release and self.connections >= self.release[0]:
+                Path(self.release[1]).touch()
 
     def close(self):
         self.sock.close()
@@ -124,20 +129,21 @@ PLAY = """
   connection: local
   gather_facts: false
   tasks:
-    - name: Start a job that writes a log for a few seconds
+    # The job runs until the stats port was read three times (the baseline and two progress lines).
+    - name: Start a job that writes a log until it is released
       ansible.builtin.shell: |
-        for i in 1 2 3 4 5 6; do echo "step $i" >> {log}; sleep 1; done
+        i=0; until [ -e {log}.go ]; do i=$((i+1)); echo "step $i" >> {log}; sleep 0.5; done
         echo "=== buildfarm: build success after 6s" >> {log}
-      async: 60
+      async: 120
       poll: 0
       register: job
 
     - name: Wait for it with progress
       buildfarm.ec2.build_wait:
         jid: "{{{{ job.ansible_job_id }}}}"
-        timeout: 60
+        timeout: 120
         poll: 1
-        interval: 2
+        interval: 1
         progress:
           log: {log}
           servers: [127.0.0.1]
@@ -176,11 +182,12 @@ def _play(tmp_path, text, *args):
 
 def test_build_wait_prints_progress_lines_while_the_job_runs(stats, tmp_path):
     log, dest = tmp_path / "build.log", tmp_path / "progress.json"
+    stats.release = (3, str(log) + ".go")
     out = _play(tmp_path, PLAY.format(log=log, port=stats.port, dest=dest))
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     lines = [line for line in out.stdout.splitlines() if line.startswith("build progress [localhost]: ")]
     running = [line for line in lines if "finished" not in line]
-    assert len(running) >= 2, out.stdout[-4000:]  # a 6 s job, a line every 2 s
+    assert len(running) >= 2, out.stdout[-4000:]  # the job ends after the second line
     assert any("| log: step " in line for line in running), lines
     assert lines[-1].startswith("build progress [localhost]: finished, ")
     assert lines[-1].endswith("| log: === buildfarm: build success after 6s")
@@ -194,7 +201,8 @@ def test_build_wait_prints_progress_lines_while_the_job_runs(stats, tmp_path):
 
 
 def test_build_wait_refuses_an_interval_over_30_seconds(stats, tmp_path):
-    text = PLAY.format(log=tmp_path / "l", port=stats.port, dest=tmp_path / "p").replace("interval: 2", "interval: 31")
+    (tmp_path / "l.go").touch()  # the job ends at once
+    text = PLAY.format(log=tmp_path / "l", port=stats.port, dest=tmp_path / "p").replace("interval: 1", "interval: 31")
     out = _play(tmp_path, text)
     assert out.returncode != 0
-    assert "interval must be 1-30 seconds, got 31" in out.stdout
+    assert "interval must be 1-30 seconds, got 31" in out.stdout, out.stdout
