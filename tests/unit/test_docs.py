@@ -15,7 +15,9 @@ Shell blocks (```sh, ```console: the ``$ `` lines) are commands. What a command 
 playbooks (``buildfarm.ec2.<playbook>``, ``playbooks/*.yml``), every ``buildfarm.ec2.<name>`` (module, plugin,
 role, playbook, the ``group/buildfarm.ec2.aws`` action group), the repository paths (``examples/...``,
 ``tools/...``, ``docs/...``, ...), the .yml files, the relative links and their #anchors; every ``make TARGET`` is a
-target of the Makefile; README.md's set-up is exactly ``make demo`` and ``make test``.
+target of the Makefile; README.md's set-up is exactly ``make demo`` and ``make test``; an ad-hoc
+``ansible -m buildfarm.ec2.<module> -a ...`` gives options of the module; a collection tarball the docs install is
+the one ``make build`` writes.
 
 "Example commands are the ones the tests run" is this rule, for every documented command that runs build.yml,
 sweep.yml or handoff.yml (``ansible-playbook buildfarm.ec2.X`` or ``ansible-playbook playbooks/X.yml``):
@@ -487,6 +489,45 @@ def test_a_wrong_reference_is_caught():
         "link guide.md#no-such-part: no such heading",
     ]
     assert reference_errors("[the guide](guide.md#parameters-of-buildyml) `make demo`", where) == []
+
+
+def tarball_errors(command):
+    """A collection tarball a command installs is the one `make build` writes."""
+    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
+    built = "build/dist/%(namespace)s-%(name)s-%(version)s.tar.gz" % galaxy
+    words = shlex.split(command)
+    return [
+        "%s: `make build` writes %s" % (word, built)
+        for word in words[3:]
+        if words[:3] == ["ansible-galaxy", "collection", "install"] and word.endswith(".tar.gz") and word != built
+    ]
+
+
+def test_the_collection_the_docs_install_is_the_one_make_build_writes():
+    installs = [c for _where, c in doc_commands() if c.startswith("ansible-galaxy collection install ")]
+    assert any(c.endswith(".tar.gz") for c in installs)
+    assert [e for c in installs for e in tarball_errors(c)] == []
+    assert tarball_errors("ansible-galaxy collection install buildfarm-ec2-1.0.0.tar.gz") == [
+        "buildfarm-ec2-1.0.0.tar.gz: `make build` writes build/dist/buildfarm-ec2-1.0.0.tar.gz"
+    ]
+
+
+def adhoc_errors(command, module_options):
+    """The arguments of an ad-hoc ``ansible ... -m buildfarm.ec2.<module> -a "k=v ..."`` are the module's options."""
+    words = shlex.split(command)
+    if words[0] != "ansible" or "-m" not in words or not words[words.index("-m") + 1].startswith("buildfarm.ec2."):
+        return []
+    module = words[words.index("-m") + 1]
+    given = {arg.split("=", 1)[0] for arg in shlex.split(words[words.index("-a") + 1])} if "-a" in words else set()
+    return ["%s has no option %s" % (module, name) for name in sorted(given - module_options[module])]
+
+
+def test_the_ad_hoc_commands_give_options_of_their_modules(module_options):
+    adhoc = [c for _where, c in doc_commands() if c.startswith("ansible ") and "buildfarm.ec2." in c]
+    assert adhoc
+    assert [e for c in adhoc for e in adhoc_errors(c, module_options)] == []
+    wrong = 'ansible localhost -m buildfarm.ec2.cluster_info -a "name=demo region=eu-west-1"'
+    assert adhoc_errors(wrong, module_options) == ["buildfarm.ec2.cluster_info has no option name"]
 
 
 def test_a_mutated_copy_of_the_readme_fails(tmp_path, validate, run_playbook):
