@@ -381,6 +381,30 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     assert cloud.leftovers("e2e-fault") == {}
 
 
+def test_the_budget_stops_a_build_that_would_cost_more(build, cloud):
+    """max_cost_usd at the estimate for build_timeout: launch and configuration spend part of it, so the script
+    gets less than build_timeout and is stopped (or not started) when the cost reaches the cap; all swept."""
+    cloud.bucket("buildfarm-e2e")
+    params = cluster_params(
+        "e2e-budget", 89, build_timeout=150, prefix="budget/", build_script_content="echo started\nsleep 1000\n"
+    )
+    rc, out = build(dict(params, estimate_only=True))
+    assert rc == 0, out[-4000:]
+    estimate = float(re.search(r"total \$([0-9.]+) \(", out).group(1))
+    assert cloud.leftovers("e2e-budget") == {}
+    # The estimate is printed to 4 decimals: a cap one unit above it is not refused before launch.
+    rc, out = build(dict(params, max_cost_usd=round(estimate + 0.0001, 4)))
+    assert rc != 0
+    stopped = "stopped when the cost reached max_cost_usd $%.2f" % round(estimate + 0.0001, 4) in out
+    unstarted = "was reached before the build started" in out
+    assert stopped or unstarted, out[-6000:]
+    if stopped:  # the script ran, for less than build_timeout, and its log was pushed
+        seconds = int(re.search(r"after (\d+) s of build \(build_timeout 150 s\)", out).group(1))
+        assert 0 < seconds < 150
+        assert "started" in cloud.objects("buildfarm-e2e", "budget/")["budget/build.log"].decode()
+    assert cloud.leftovers("e2e-budget") == {}
+
+
 def test_bad_parameters_fail_before_any_resource(build, cloud):
     rc, out = build(dict(BASE, cluster="Bad_Name", builders=1, build_script_content="exit 0"))
     assert rc != 0
