@@ -135,6 +135,14 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert {k for k in objects if k.startswith("lua/bin/")} == {"lua/bin/lua", "lua/bin/luac"}
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
+    # The report's compiles are the last progress line's, per builder by node name; each builder took its share.
+    compiles = report["compiles"]
+    assert compiles["remote"] == remote[-1] and compiles["local_fallbacks"] == 0, compiles
+    assert sorted(b["node"] for b in compiles["per_builder"]) == sorted(
+        n["id"] for n in report["cost"]["nodes"] if n["role"] == "builder"
+    ), compiles
+    assert sum(b["compiles"] for b in compiles["per_builder"]) == compiles["remote"]
+    assert all(b["compiles"] > 0 and b["stats_reachable"] for b in compiles["per_builder"]), compiles
     assert report["nodes"] == 3 and report["builders"] == 2
     # The cost: the local cloud's fixture prices (tools/localcloud/localcloud/pricing.py), billed per second.
     cost = report["cost"]
