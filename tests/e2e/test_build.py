@@ -11,6 +11,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -400,38 +401,78 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
     assert cloud.leftovers("e2e-slurm") == {}
 
 
-def test_interrupted_run_is_cleaned_up_by_the_sweep_playbook(runner, cloud):
-    """Ctrl-C on the controller leaves the cluster behind; playbooks/sweep.yml removes all of it."""
-    params = cluster_params(
-        "e2e-int",
-        94,
-        build_script_content="sleep 600\n",
-        build_timeout=900,
-    )
-    proc = subprocess.Popen(
-        runner.command("build.yml", params),
-        env=runner.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 600
-        while len(cloud.leftovers("e2e-int").get("instances", [])) < 2:
-            assert proc.poll() is None, "the playbook ended before its instances ran"
-            assert time.monotonic() < deadline, "no instances after 600 s"
-            time.sleep(3)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode != 0
-    assert cloud.leftovers("e2e-int"), "an interrupted run should leave its cluster for the sweep"
+def _instances_ever(cloud, cluster):
+    """Every instance id the cluster ever had (terminated ones included)."""
+    return [
+        i["InstanceId"]
+        for r in cloud.client("ec2").describe_instances(
+            Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
 
-    rc, out = runner.run("sweep.yml", {"cluster": "e2e-int", "region": cloud.env["AWS_REGION"]})
-    assert rc == 0, out[-4000:]
-    assert cloud.leftovers("e2e-int") == {}
+
+def _containers_of(instance_ids):
+    names = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [n for n in names if any(n.endswith(i) for i in instance_ids)]
+
+
+def _interrupt(runner, cloud, params, signum, running):
+    """bin/buildfarm-build with ``params``, sent ``signum`` once ``running`` instances of the cluster are running
+    (0: as soon as it has any instance); returns (exit status, output)."""
+    cluster = params["cluster"]
+    log = runner.tmp_path / ("interrupt-%d.log" % signum)
+    command = runner.command("build.yml", params)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bin" / "buildfarm-build")] + command[2:],
+            env=runner.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while True:
+                states = [
+                    i["State"]["Name"]
+                    for r in cloud.client("ec2").describe_instances(
+                        Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}]
+                    )["Reservations"]
+                    for i in r["Instances"]
+                    if i["State"]["Name"] not in ("shutting-down", "terminated")
+                ]
+                ready = states.count("running") >= running if running else bool(states)
+                if ready:
+                    break
+                assert proc.poll() is None, "the run ended before it was interrupted:\n" + log.read_text()[-6000:]
+                assert time.monotonic() < deadline, "no instances after 600 s"
+                time.sleep(1 if not running else 3)
+            proc.send_signal(signum)
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc.returncode, log.read_text()
+
+
+def test_interrupted_run_is_torn_down_by_the_entry_point(runner, cloud):
+    """bin/buildfarm-build: SIGTERM while the instances launch, then SIGINT (Ctrl-C) while the nodes are being
+    configured; both times the cluster is swept, the summary says INTERRUPTED and the exit status 128 + signal."""
+    params = cluster_params("e2e-int", 94, build_script_content="sleep 600\n", build_timeout=900)
+    for signum, running, code in ((signal.SIGTERM, 0, 143), (signal.SIGINT, 2, 130)):
+        rc, out = _interrupt(runner, cloud, params, signum, running)
+        name = signal.Signals(signum).name
+        assert rc == code, out[-6000:]
+        assert "buildfarm-build: %s received, tearing the cluster down" % name in out
+        assert re.search(r"buildfarm e2e-int run [0-9-]+: INTERRUPTED - interrupted by %s" % name, out), out[-4000:]
+        assert '"cluster: swept"' in out
+        assert cloud.leftovers("e2e-int") == {}
+        launched = _instances_ever(cloud, "e2e-int")
+        assert launched
+        assert _containers_of(launched) == []
 
 
 def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_path):
