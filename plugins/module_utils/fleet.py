@@ -227,18 +227,6 @@ def client_token(launch, role, market):
     return "buildfarm-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:48]
 
 
-def launched_ids(response):
-    """The instance ids of a RunInstances response; a token replayed from an earlier launch whose instances are
-    gone (the same run id given again) is refused instead of reported as a launch."""
-    gone = [i["InstanceId"] for i in response["Instances"] if i["State"]["Name"] in ("shutting-down", "terminated")]
-    if gone:
-        raise FleetError(
-            "EC2 answered with instances of an earlier launch of this run that are gone (%s): give a new run_id"
-            % ", ".join(gone)
-        )
-    return [i["InstanceId"] for i in response["Instances"]]
-
-
 def run_instances(ec2, role, count, launch):
     """One RunInstances call for ``count`` instances of ``role``; returns (instance ids, fallback reason)."""
     kwargs = dict(
@@ -278,14 +266,14 @@ def run_instances(ec2, role, count, launch):
         try:
             # ClientToken: a retried call (throttling) cannot launch the role twice.
             response = ec2.run_instances(aws_retry=True, ClientToken=client_token(launch, role, "spot"), **spot)
-            return launched_ids(response), None
+            return [i["InstanceId"] for i in response["Instances"]], None
         except botocore.exceptions.ClientError as e:
             code = error_code(e)
             if not should_fall_back(code):
                 raise
             fallback = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
     response = ec2.run_instances(aws_retry=True, ClientToken=client_token(launch, role, "on-demand"), **kwargs)
-    return launched_ids(response), fallback
+    return [i["InstanceId"] for i in response["Instances"]], fallback
 
 
 def wait_for_port(host, port, timeout, interval=2.0):
