@@ -91,8 +91,8 @@ def test_a_retried_launch_returns_the_first_and_the_lifetime_timer_terminates_ev
     other_run = {"builder": bf_tags.cluster_tags("it-launch", role="builder", run_id="run-2")}
     assert token != fleet.client_token(dict(launch, tags=other_run), role, "on-demand")
 
-    ids, _ = fleet.run_instances(ec2, role, 2, launch)
-    again, _ = fleet.run_instances(ec2, role, 2, launch)  # the retry of a call whose answer was lost
+    ids = fleet.run_instances(ec2, role, 2, launch)[0]
+    again = fleet.run_instances(ec2, role, 2, launch)[0]  # the retry of a call whose answer was lost
     assert again == ids and len(ids) == 2
     live = [
         i
@@ -116,9 +116,9 @@ def test_a_retried_launch_returns_the_first_and_the_lifetime_timer_terminates_ev
             for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
             for i in r["Instances"]
         }
-        if all(state == "terminated" for state, _ in states.values()):
+        if all(state == "terminated" for state, _code in states.values()):
             break
         assert time.monotonic() < deadline, "not terminated 240 s after launch: %s" % states
         time.sleep(3)
-    assert {code for _, code in states.values()} == {"Client.InstanceInitiatedShutdown"}
+    assert {code for _state, code in states.values()} == {"Client.InstanceInitiatedShutdown"}
     assert _containers(ids) == []
