@@ -69,12 +69,51 @@ def _dashboard_dom(url, profile):
     ).stdout
 
 
+def _break_distcc_on_one_builder(cloud, cluster, done):
+    """Pin distcc away on the first builder that runs (before Ansible reaches it): its configuration fails."""
+    ec2 = cloud.client("ec2")
+    pin = "Package: distcc\nPin: release *\nPin-Priority: -1\n"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and "id" not in done:
+        for r in ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:buildfarm:cluster", "Values": [cluster]},
+                {"Name": "tag:buildfarm:role", "Values": ["builder"]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )["Reservations"]:
+            for i in r["Instances"]:
+                pinned = subprocess.run(
+                    [
+                        "docker",
+                        "exec",
+                        "bf-lc-" + i["InstanceId"],
+                        "sh",
+                        "-c",
+                        "printf '%s' > /etc/apt/preferences.d/no-distcc" % pin,
+                    ],
+                    capture_output=True,
+                    check=False,
+                )
+                if pinned.returncode == 0:
+                    done.update(
+                        id=i["InstanceId"],
+                        name=i.get("PublicIpAddress") or i["PrivateIpAddress"],  # the inventory's name
+                        ip=i["PrivateIpAddress"],
+                    )
+                    return
+        time.sleep(0.5)
+
+
 def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
+    """Three builders, one of which fails its configuration (distcc cannot be installed): min_builders=2, so the
+    build runs on the other two and the report lists the third with its reason."""
     cloud.bucket("buildfarm-e2e")
     params = cluster_params(
         "e2e-lua",
         91,
-        builders=2,
+        builders=3,
+        min_builders=2,
         source_dir=str(lua_sources),
         build_script_content=(
             "#!/bin/bash\nset -e\nexport DISTCC_VERBOSE=1\n"
@@ -86,6 +125,9 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         build_timeout=900,
         prefix="lua/",
     )
+    broken = {}
+    saboteur = threading.Thread(target=_break_distcc_on_one_builder, args=(cloud, "e2e-lua", broken))
+    saboteur.start()
     # While the script runs, the dashboard URL the run printed opens in a browser on the controller.
     proc = runner.start("build.yml", params)
     lines, url, dom = [], None, None
@@ -97,8 +139,11 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         if url and dom is None and "TASK [buildfarm.ec2.build : Run the build script" in line:
             dom = _dashboard_dom(url, tmp_path / "chromium")
     rc, out = proc.wait(timeout=1800), "".join(lines)
+    saboteur.join(timeout=60)
     assert rc == 0, out[-8000:]
     assert "buildfarm e2e-lua run" in out and "SUCCESS" in out
+    assert broken, "no builder was broken"
+    assert re.search(r"left out: %s \(builder\): .*distcc" % re.escape(broken["name"]), out), out[-4000:]
     assert url is not None, out[-4000:]
     assert dom and len(re.findall(r'data-node="[^"]+" data-phase="(?:ready|building)"', dom)) == 3, (dom or "")[-3000:]
     assert (
@@ -121,7 +166,9 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert {k for k in objects if k.startswith("lua/bin/")} == {"lua/bin/lua", "lua/bin/luac"}
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
-    assert report["nodes"] == 3 and report["builders"] == 2
+    assert report["nodes"] == 4 and report["builders"] == 3
+    (left_out,) = report["builders_left_out"]
+    assert left_out.startswith(broken["name"] + " (builder): ") and "distcc" in left_out, left_out
     assert report["estimated_cost_usd"] > 0
 
     log = objects["lua/build.log"].decode()
@@ -130,6 +177,7 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         line.split(" on ")[-1].split(":")[0] for line in log.splitlines() if "compile " in line and " on " in line
     }
     assert len([h for h in remote_hosts if h.startswith("10.91.0.")]) >= 2, log[-4000:]
+    assert broken["ip"] not in remote_hosts and broken["ip"] not in log.split("DISTCC_HOSTS=", 1)[1].split("\n", 1)[0]
     assert cloud.leftovers("e2e-lua") == {}
 
 
