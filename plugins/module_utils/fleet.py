@@ -8,10 +8,10 @@ number of instances beyond pagination. Spot launches fall back to on-demand when
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import time
-import uuid
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import error_code, paginate
@@ -209,6 +209,24 @@ def network_interface(launch):
     return {"NetworkInterfaces": [interface]}
 
 
+def client_token(launch, role, market):
+    """The RunInstances idempotency token of one launch, derived from the run: cluster, run id, role, how many of
+    the role were live before it (``launch['first']``) and the market. A retried call (throttling, a lost response)
+    returns the instances of the first call instead of launching again; another run or a later scale-up gets
+    another token. 64 ASCII characters at most (EC2's limit)."""
+    tags = launch["tags"][role["name"]]
+    key = "/".join(
+        [
+            tags[bf_tags.TAG_CLUSTER],
+            tags.get(bf_tags.TAG_RUN, ""),
+            role["name"],
+            str(launch.get("first", {}).get(role["name"], 0)),
+            market,
+        ]
+    )
+    return "buildfarm-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:48]
+
+
 def run_instances(ec2, role, count, launch):
     """One RunInstances call for ``count`` instances of ``role``; returns (instance ids, fallback reason)."""
     kwargs = dict(
@@ -220,7 +238,8 @@ def run_instances(ec2, role, count, launch):
         InstanceInitiatedShutdownBehavior="terminate",
         MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
         TagSpecifications=bf_tags.tag_specifications("instance", launch["tags"][role["name"]])
-        + bf_tags.tag_specifications("volume", launch["tags"][role["name"]]),
+        + bf_tags.tag_specifications("volume", launch["tags"][role["name"]])
+        + bf_tags.tag_specifications("network-interface", launch["tags"][role["name"]]),
     )
     if launch.get("key_name"):
         kwargs["KeyName"] = launch["key_name"]
@@ -246,14 +265,14 @@ def run_instances(ec2, role, count, launch):
         }
         try:
             # ClientToken: a retried call (throttling) cannot launch the role twice.
-            response = ec2.run_instances(aws_retry=True, ClientToken=uuid.uuid4().hex, **spot)
+            response = ec2.run_instances(aws_retry=True, ClientToken=client_token(launch, role, "spot"), **spot)
             return [i["InstanceId"] for i in response["Instances"]], None
         except botocore.exceptions.ClientError as e:
             code = error_code(e)
             if not should_fall_back(code):
                 raise
             fallback = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
-    response = ec2.run_instances(aws_retry=True, ClientToken=uuid.uuid4().hex, **kwargs)
+    response = ec2.run_instances(aws_retry=True, ClientToken=client_token(launch, role, "on-demand"), **kwargs)
     return [i["InstanceId"] for i in response["Instances"]], fallback
 
 

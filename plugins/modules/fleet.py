@@ -378,6 +378,8 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         tags={
             name: bf_tags.cluster_tags(cluster, role=name, run_id=params["run_id"], expires=expires) for name in names
         },
+        # how many of each role were live before this launch: part of the launch's idempotency token
+        first={r["name"]: r["count"] - plan[r["name"]]["launch"] for r in params["roles"]},
     )
     for role in params["roles"]:
         count = plan[role["name"]]["launch"]

@@ -11,6 +11,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -69,12 +70,51 @@ def _dashboard_dom(url, profile):
     ).stdout
 
 
+def _break_distcc_on_one_builder(cloud, cluster, done):
+    """Pin distcc away on the first builder that runs (before Ansible reaches it): its configuration fails."""
+    ec2 = cloud.client("ec2")
+    pin = "Package: distcc\nPin: release *\nPin-Priority: -1\n"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and "id" not in done:
+        for r in ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:buildfarm:cluster", "Values": [cluster]},
+                {"Name": "tag:buildfarm:role", "Values": ["builder"]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )["Reservations"]:
+            for i in r["Instances"]:
+                pinned = subprocess.run(
+                    [
+                        "docker",
+                        "exec",
+                        "bf-lc-" + i["InstanceId"],
+                        "sh",
+                        "-c",
+                        "printf '%s' > /etc/apt/preferences.d/no-distcc" % pin,
+                    ],
+                    capture_output=True,
+                    check=False,
+                )
+                if pinned.returncode == 0:
+                    done.update(
+                        id=i["InstanceId"],
+                        name=i.get("PublicIpAddress") or i["PrivateIpAddress"],  # the inventory's name
+                        ip=i["PrivateIpAddress"],
+                    )
+                    return
+        time.sleep(0.5)
+
+
 def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
+    """Three builders, one of which fails its configuration (distcc cannot be installed): min_builders=2, so the
+    build runs on the other two and the report lists the third with its reason."""
     cloud.bucket("buildfarm-e2e")
     params = cluster_params(
         "e2e-lua",
         91,
-        builders=2,
+        builders=3,
+        min_builders=2,
         source_dir=str(lua_sources),
         build_script_content=(
             "#!/bin/bash\nset -e\nexport DISTCC_VERBOSE=1\n"
@@ -87,6 +127,9 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         prefix="lua/",
         progress_interval=3,
     )
+    broken = {}
+    saboteur = threading.Thread(target=_break_distcc_on_one_builder, args=(cloud, "e2e-lua", broken))
+    saboteur.start()
     # While the script runs, the dashboard URL the run printed opens in a browser on the controller.
     proc = runner.start("build.yml", params)
     lines, url, dom = [], None, None
@@ -98,8 +141,11 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         if url and dom is None and line.startswith("build progress ["):  # the build runs, progress.json is there
             dom = _dashboard_dom(url, tmp_path / "chromium")
     rc, out = proc.wait(timeout=1800), "".join(lines)
+    saboteur.join(timeout=60)
     assert rc == 0, out[-8000:]
     assert "buildfarm e2e-lua run" in out and "SUCCESS" in out
+    assert broken, "no builder was broken"
+    assert re.search(r"left out: %s \(builder\): .*distcc" % re.escape(broken["name"]), out), out[-4000:]
     assert url is not None, out[-4000:]
     assert dom and len(re.findall(r'data-node="[^"]+" data-phase="(?:ready|building)"', dom)) == 3, (dom or "")[-3000:]
     assert (
@@ -135,18 +181,21 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert {k for k in objects if k.startswith("lua/bin/")} == {"lua/bin/lua", "lua/bin/luac"}
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
-    # The report's compiles are the last progress line's, per builder by node name; each builder took its share.
+    assert report["nodes"] == 4 and report["builders"] == 3
+    (left_out,) = report["builders_left_out"]
+    assert left_out.startswith(broken["name"] + " (builder): ") and "distcc" in left_out, left_out
+    # The report's compiles are the last progress line's, per ready builder (instance id); each took its share.
     compiles = report["compiles"]
     assert compiles["remote"] == remote[-1] and compiles["local_fallbacks"] == 0, compiles
     assert sorted(b["node"] for b in compiles["per_builder"]) == sorted(
-        n["id"] for n in report["cost"]["nodes"] if n["role"] == "builder"
+        n["id"] for n in report["cost"]["nodes"] if n["role"] == "builder" and n["id"] != broken["id"]
     ), compiles
     assert sum(b["compiles"] for b in compiles["per_builder"]) == compiles["remote"]
     assert all(b["compiles"] > 0 and b["stats_reachable"] for b in compiles["per_builder"]), compiles
-    assert report["nodes"] == 3 and report["builders"] == 2
     # The cost: the local cloud's fixture prices (tools/localcloud/localcloud/pricing.py), billed per second.
     cost = report["cost"]
     assert sorted((n["type"], n["lifecycle"], n["source"]) for n in cost["nodes"]) == [
+        ("c6i.large", "on-demand", "price-list"),
         ("c6i.large", "on-demand", "price-list"),
         ("c6i.large", "on-demand", "price-list"),
         ("t3.small", "on-demand", "price-list"),
@@ -154,7 +203,7 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     for node in cost["nodes"]:
         assert node["price_usd"] == float(price_fixture.ON_DEMAND[report["region"]][node["type"]])
         assert node["seconds"] >= 60 and node["cost_usd"] == round(node["seconds"] / 3600 * node["price_usd"], 6)
-    assert sorted(i["kind"] for i in cost["items"]) == ["public_ipv4"] * 3 + ["volume"] * 3
+    assert sorted(i["kind"] for i in cost["items"]) == ["public_ipv4"] * 4 + ["volume"] * 4
     assert cost["total_usd"] == round(sum(i["cost_usd"] for i in cost["nodes"] + cost["items"]), 6)
     assert report["estimated_cost_usd"] == cost["total_usd"] > 0 and cost["price_errors"] == []
     assert "cost $%.4f until %s" % (cost["total_usd"], cost["billed_until"]) in out
@@ -165,6 +214,7 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
         line.split(" on ")[-1].split(":")[0] for line in log.splitlines() if "compile " in line and " on " in line
     }
     assert len([h for h in remote_hosts if h.startswith("10.91.0.")]) >= 2, log[-4000:]
+    assert broken["ip"] not in remote_hosts and broken["ip"] not in log.split("DISTCC_HOSTS=", 1)[1].split("\n", 1)[0]
     assert cloud.leftovers("e2e-lua") == {}
 
 
@@ -460,38 +510,78 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
     assert cloud.leftovers("e2e-slurm") == {}
 
 
-def test_interrupted_run_is_cleaned_up_by_the_sweep_playbook(runner, cloud):
-    """Ctrl-C on the controller leaves the cluster behind; playbooks/sweep.yml removes all of it."""
-    params = cluster_params(
-        "e2e-int",
-        94,
-        build_script_content="sleep 600\n",
-        build_timeout=900,
-    )
-    proc = subprocess.Popen(
-        runner.command("build.yml", params),
-        env=runner.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 600
-        while len(cloud.leftovers("e2e-int").get("instances", [])) < 2:
-            assert proc.poll() is None, "the playbook ended before its instances ran"
-            assert time.monotonic() < deadline, "no instances after 600 s"
-            time.sleep(3)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode != 0
-    assert cloud.leftovers("e2e-int"), "an interrupted run should leave its cluster for the sweep"
+def _instances_ever(cloud, cluster):
+    """Every instance id the cluster ever had (terminated ones included)."""
+    return [
+        i["InstanceId"]
+        for r in cloud.client("ec2").describe_instances(
+            Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
 
-    rc, out = runner.run("sweep.yml", {"cluster": "e2e-int", "region": cloud.env["AWS_REGION"]})
-    assert rc == 0, out[-4000:]
-    assert cloud.leftovers("e2e-int") == {}
+
+def _containers_of(instance_ids):
+    names = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [n for n in names if any(n.endswith(i) for i in instance_ids)]
+
+
+def _interrupt(runner, cloud, params, signum, running):
+    """bin/buildfarm-build with ``params``, sent ``signum`` once ``running`` instances of the cluster are running
+    (0: as soon as it has any instance); returns (exit status, output)."""
+    cluster = params["cluster"]
+    log = runner.tmp_path / ("interrupt-%d.log" % signum)
+    command = runner.command("build.yml", params)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bin" / "buildfarm-build")] + command[2:],
+            env=runner.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while True:
+                states = [
+                    i["State"]["Name"]
+                    for r in cloud.client("ec2").describe_instances(
+                        Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}]
+                    )["Reservations"]
+                    for i in r["Instances"]
+                    if i["State"]["Name"] not in ("shutting-down", "terminated")
+                ]
+                ready = states.count("running") >= running if running else bool(states)
+                if ready:
+                    break
+                assert proc.poll() is None, "the run ended before it was interrupted:\n" + log.read_text()[-6000:]
+                assert time.monotonic() < deadline, "no instances after 600 s"
+                time.sleep(1 if not running else 3)
+            proc.send_signal(signum)
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc.returncode, log.read_text()
+
+
+def test_interrupted_run_is_torn_down_by_the_entry_point(runner, cloud):
+    """bin/buildfarm-build: SIGTERM while the instances launch, then SIGINT (Ctrl-C) while the nodes are being
+    configured; both times the cluster is swept, the summary says INTERRUPTED and the exit status 128 + signal."""
+    params = cluster_params("e2e-int", 94, build_script_content="sleep 600\n", build_timeout=900)
+    for signum, running, code in ((signal.SIGTERM, 0, 143), (signal.SIGINT, 2, 130)):
+        rc, out = _interrupt(runner, cloud, params, signum, running)
+        name = signal.Signals(signum).name
+        assert rc == code, out[-6000:]
+        assert "buildfarm-build: %s received, tearing the cluster down" % name in out
+        assert re.search(r"buildfarm e2e-int run [0-9-]+: INTERRUPTED - interrupted by %s" % name, out), out[-4000:]
+        assert '"cluster: swept"' in out
+        assert cloud.leftovers("e2e-int") == {}
+        launched = _instances_ever(cloud, "e2e-int")
+        assert launched
+        assert _containers_of(launched) == []
 
 
 def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_path):

@@ -732,6 +732,7 @@ def install(cloud):
         setattr(EC2Backend, name, method)
 
     wrap("run_instances", after=lambda self, res, *a, **k: cloud.on_launch(self, res.instances))
+    install_client_token()
     wrap(
         "start_instances",
         before=cloud.check_start,
@@ -786,6 +787,39 @@ def install(cloud):
 
     ElasticBlockStore.detach_volume = detach_response
     install_network(cloud, wrap)
+
+
+def install_client_token():
+    """RunInstances honours ClientToken as on EC2 (moto keeps the token but launches again): the same token
+    returns the reservation of the first call, with other parameters it is IdempotentParameterMismatch. Moto's
+    stand-in for a missing token (ABCDE) launches every time."""
+    import functools
+
+    from moto.ec2.models import EC2Backend
+
+    original = EC2Backend.run_instances
+
+    @functools.wraps(original)
+    def run_instances(self, image_id, count, user_data, security_group_names, **kwargs):
+        token = kwargs.get("client_token")
+        for reservation in list(self.reservations.values()) if token and token != "ABCDE" else []:
+            first = reservation.instances[0] if reservation.instances else None
+            if first is None or first.client_token != token:
+                continue
+            if (len(reservation.instances), first.image_id, first.instance_type) != (
+                count,
+                image_id,
+                kwargs.get("instance_type") or first.instance_type,
+            ):
+                raise _ec2_error(
+                    "IdempotentParameterMismatch",
+                    "The client token %s was used with other parameters by %s" % (token, reservation.id),
+                )
+            return reservation
+        return original(self, image_id, count, user_data, security_group_names, **kwargs)
+
+    run_instances.__wrapped__ = original
+    EC2Backend.run_instances = run_instances
 
 
 def install_network(cloud, wrap):

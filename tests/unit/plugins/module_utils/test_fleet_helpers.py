@@ -130,3 +130,20 @@ def test_wait_for_port_sees_a_listener_and_gives_up_on_a_closed_port():
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     assert fleet.wait_for_port("127.0.0.1", port, timeout=0.5, interval=0.1) is False
+
+
+def test_client_token_is_derived_from_the_run_and_the_launch():
+    def launch(run="r1", first=0, cluster="demo"):
+        return {"tags": {"builder": {"buildfarm:cluster": cluster, "buildfarm:run": run}}, "first": {"builder": first}}
+
+    role = {"name": "builder"}
+    token = fleet.client_token(launch(), role, "on-demand")
+    assert token == fleet.client_token(launch(), role, "on-demand")  # a retry sends the same token
+    assert len(token) <= 64 and token.isascii()
+    others = [
+        fleet.client_token(launch(run="r2"), role, "on-demand"),
+        fleet.client_token(launch(first=2), role, "on-demand"),
+        fleet.client_token(launch(cluster="other"), role, "on-demand"),
+        fleet.client_token(launch(), role, "spot"),
+    ]
+    assert token not in others and len(set(others)) == len(others)
