@@ -135,7 +135,8 @@ def yaml_blocks():
 
 def doc_commands(paths=DOCS):
     """(where, command) of every command of the shell blocks, and of the ``ansible-playbook`` code spans of the
-    text."""
+    text that give arguments (a bare ``ansible-playbook buildfarm.ec2.build`` in a sentence names the playbook,
+    it is not a command to run as written)."""
     found = [
         ("%s:%d" % (_rel(path), line), command)
         for path, lang, line, block in doc_blocks(paths)
@@ -145,7 +146,7 @@ def doc_commands(paths=DOCS):
     for path in paths:
         text = path.read_text()
         prose = re.sub(r"^( *)```.*?^\1```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S | re.M)
-        for match in re.finditer(r"`(ansible-playbook [^`]+)`", prose):
+        for match in re.finditer(r"`(ansible-playbook [^` ]+ -[^`]+)`", prose):
             found.append(("%s:%d" % (_rel(path), prose.count("\n", 0, match.start()) + 1), match.group(1)))
     return found
 
