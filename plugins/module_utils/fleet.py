@@ -272,6 +272,12 @@ def run_instances(ec2, role, count, launch):
             if not should_fall_back(code):
                 raise
             fallback = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
+            if role.get("spot_fallback") is False:
+                raise FleetError(
+                    "role %s: EC2 refused the spot launch of %d %s (%s) and spot_fallback is false: nothing was "
+                    "launched on-demand; try another builder type, later, or allow the fallback"
+                    % (role["name"], count, role["type"], fallback)
+                ) from None
     response = ec2.run_instances(aws_retry=True, ClientToken=client_token(launch, role, "on-demand"), **kwargs)
     return [i["InstanceId"] for i in response["Instances"]], fallback
 

@@ -64,6 +64,13 @@ options:
           - Launch spot instances (one-time, terminated on interruption), falling back to on-demand.
         type: bool
         default: false
+      spot_fallback:
+        description:
+          - With O(roles[].spot), launch on-demand instances when EC2 refuses the spot launch for capacity or price
+            (the codes are listed above). When V(false), such a refusal fails the module with a message naming the
+            instance type and the error, and nothing of the role is launched.
+        type: bool
+        default: true
       volume_size:
         description:
           - Size of the root volume in GiB (gp3, encrypted, deleted with the instance). The AMI's size when omitted.
@@ -444,6 +451,7 @@ def main():
                 count=dict(type="int", required=True),
                 type=dict(type="str", default="t3.small"),
                 spot=dict(type="bool", default=False),
+                spot_fallback=dict(type="bool", default=True),
                 volume_size=dict(type="int"),
             ),
         ),

@@ -1,4 +1,4 @@
-"""localcloud up | status | down | env | serve (see docs/localcloud.md)."""
+"""localcloud up | status | down | env | spot | serve (see docs/localcloud.md)."""
 
 from __future__ import annotations
 
@@ -160,6 +160,8 @@ def cmd_up(args):
     ]
     if args.no_limits:
         argv.append("--no-limits")
+    if args.credential_seconds:
+        argv += ["--credential-seconds", str(args.credential_seconds)]
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env, start_new_session=True
@@ -435,7 +437,40 @@ def cmd_serve(args):
         internet_network=args.internet_network,
         s3_port=args.s3_port,
         instance_s3_endpoint=args.instance_s3_endpoint,
+        credential_seconds=args.credential_seconds,
     )
+    return 0
+
+
+def control(state_dir, method, path, body=None):
+    """A call to the running endpoint's control API (localcloud/control.py); returns the JSON answer."""
+    env = read_env(os.path.realpath(state_dir))
+    if not env.get("AWS_ENDPOINT_URL"):
+        die("not up: no env file in %s" % os.path.realpath(state_dir))
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(env["AWS_ENDPOINT_URL"] + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        die("%s %s: %s" % (method, path, exc.read().decode(errors="replace")))
+
+
+def cmd_spot(args):
+    if args.action == "status":
+        result = control(args.dir, "GET", "/localcloud/spot")
+    elif args.action in ("refuse", "allow"):
+        if not args.targets:
+            die("spot %s needs instance types (or '*')" % args.action)
+        body = {"instance_types": args.targets, "available": args.action == "allow"}
+        result = control(args.dir, "POST", "/localcloud/spot/capacity", body)
+    else:
+        if len(args.targets) != 1:
+            die("spot interrupt needs one instance id")
+        body = {"instance_id": args.targets[0], "delay": args.delay}
+        result = control(args.dir, "POST", "/localcloud/spot/interrupt", body)
+    print(json.dumps(result, indent=1))
     return 0
 
 
@@ -455,6 +490,9 @@ def main(argv=None):
     up.add_argument("--image", default=os.environ.get("BUILDFARM_BASE_IMAGE", DEFAULT_IMAGE))
     up.add_argument("--no-engine", action="store_true", help="do not run tools/engine/engine.sh up")
     up.add_argument("--no-limits", action="store_true", help="no CPU/memory limits from the instance type")
+    up.add_argument(
+        "--credential-seconds", type=int, default=0, help="lifetime of instance-profile credentials (default 3600)"
+    )
     up.set_defaults(func=cmd_up)
     status = sub.add_parser("status", help="endpoint, instances, volumes, containers, networks, loop devices")
     status.add_argument("--json", action="store_true")
@@ -463,6 +501,11 @@ def main(argv=None):
     down.add_argument("--all", action="store_true", help="also every other local cloud's containers and networks")
     down.set_defaults(func=cmd_down)
     sub.add_parser("env", help="print the env file as export lines").set_defaults(func=cmd_env)
+    spot = sub.add_parser("spot", help="spot faults: refuse/allow capacity per instance type, interrupt an instance")
+    spot.add_argument("action", choices=("status", "refuse", "allow", "interrupt"))
+    spot.add_argument("targets", nargs="*", help="instance types (refuse/allow, '*' for all) or one instance id")
+    spot.add_argument("--delay", type=float, default=120, help="interrupt: seconds from the notice (EC2: 120)")
+    spot.set_defaults(func=cmd_spot)
     serve = sub.add_parser("serve", help="run the endpoint in the foreground (what up starts)")
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--bind", default="0.0.0.0")
@@ -473,6 +516,7 @@ def main(argv=None):
     serve.add_argument("--instance-s3-endpoint")
     serve.add_argument("--internet-network", help="the docker network of the local internet (up creates it)")
     serve.add_argument("--no-limits", action="store_true")
+    serve.add_argument("--credential-seconds", type=int, default=0)
     serve.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     try:

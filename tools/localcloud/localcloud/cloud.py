@@ -125,6 +125,8 @@ class Record:
         self.last = None  # the thread of the last queued operation
         self.terminating = False
         self.pid = None  # the container's init process while it runs (its network namespace)
+        self.spot = None  # a pending spot interruption: {"action", "time", "notice"} (control.py)
+        self.interruption_behavior = "terminate"  # a spot instance's InstanceInterruptionBehavior
 
 
 class Cloud:
@@ -146,6 +148,8 @@ class Cloud:
         os.makedirs(self.volumes_dir, exist_ok=True)
         self.local = threading.local()
         self._last_sync = 0.0
+        self.imds = None  # localcloud.imds.Imds once serve() runs it
+        self.control = None  # localcloud.control.Control (spot capacity and interruptions)
 
     # ----------------------------------------------------------------- bookkeeping
     def _save_loops(self):
@@ -381,9 +385,7 @@ class Cloud:
             "AWS_ENDPOINT_URL": self.instance_endpoint,
             "AWS_REGION": inst.region_name,
             "AWS_DEFAULT_REGION": inst.region_name,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
+        }  # no keys: as on EC2, credentials come from the instance profile through IMDS
         if self.instance_s3_endpoint:
             env["AWS_ENDPOINT_URL_S3"] = self.instance_s3_endpoint
         meta = {"instance-id": inst.id, "region": inst.region_name, "local-ipv4": inst.private_ip}
@@ -546,8 +548,10 @@ class Cloud:
                     inst.terminate()
                     _set_state(inst, "terminated", "Server.InternalError", "Server.InternalError: %s" % exc)
                 raise
+            behavior = getattr(self.local, "interruption_behavior", None) or "terminate"
             for inst in instances:
                 record = self.records[inst.id] = Record(inst)
+                record.interruption_behavior = behavior
                 _set_state(inst, "pending")
                 self._queue(record, "launch", lambda r=record: self._create_container(r))
 
@@ -577,6 +581,7 @@ class Cloud:
                     _set_state(inst, previous.name)
                     continue
                 _set_state(inst, "pending")
+                record.spot = None
                 self._queue(record, "start", lambda r=record: self._start_container(r))
 
     def _stop_container(self, record, then):
@@ -731,8 +736,58 @@ def install(cloud):
         method.__wrapped__ = original
         setattr(EC2Backend, name, method)
 
-    wrap("run_instances", after=lambda self, res, *a, **k: cloud.on_launch(self, res.instances))
-    install_client_token()
+    def launch_before(self, image_id, count, user_data, security_group_names, **kwargs):
+        if cloud.control is not None:
+            cloud.control.check_capacity(kwargs.get("instance_type"), kwargs.get("instance_market_options"))
+
+    def launch_after(self, res, image_id, count, user_data, security_group_names, **kwargs):
+        # EC2 gives every instance of the call the profile (moto's response associates the first one only)
+        name, arn = kwargs.get("iam_instance_profile_name"), kwargs.get("iam_instance_profile_arn")
+        for inst in res.instances[1:] if (name or arn) else ():
+            self.associate_iam_instance_profile(
+                instance_id=inst.id, iam_instance_profile_name=name, iam_instance_profile_arn=arn
+            )
+        cloud.on_launch(self, res.instances)
+
+    wrap("run_instances", before=launch_before, after=launch_after)
+    install_client_token()  # outside the launch hooks: a replayed token returns the first reservation, nothing more
+    from moto.ec2.responses.instances import InstanceResponse
+
+    original_run_response = InstanceResponse.run_instances
+
+    @functools.wraps(original_run_response)
+    def run_response(self):
+        cloud.local.interruption_behavior = self._get_param(
+            "InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior"
+        )
+        try:
+            return original_run_response(self)
+        finally:
+            cloud.local.interruption_behavior = None
+
+    InstanceResponse.run_instances = run_response
+
+    original_metadata_options = EC2Backend.modify_instance_metadata_options
+
+    @functools.wraps(original_metadata_options)
+    def metadata_options(self, instance_id, **kwargs):
+        """As EC2: options not given keep their value (moto resets them to None)."""
+        old = self.get_instance(instance_id).metadata_options
+        kept = {
+            "http_tokens": old.http_tokens,
+            "hop_limit": old.http_put_response_hop_limit,
+            "http_endpoint": old.http_endpoint,
+            "http_protocol": old.http_protocol_ipv6,
+            "metadata_tags": old.instance_metadata_tags,
+        }
+        kwargs = {k: (kwargs.get(k) if kwargs.get(k) is not None else v) for k, v in kept.items()} | {
+            k: v for k, v in kwargs.items() if k not in kept
+        }
+        result = original_metadata_options(self, instance_id, **kwargs)
+        cloud.wake.set()
+        return result
+
+    EC2Backend.modify_instance_metadata_options = metadata_options
     wrap(
         "start_instances",
         before=cloud.check_start,
@@ -943,9 +998,12 @@ def s3_only(app):
 
 
 def waking(app, cloud):
-    """The WSGI app, telling the network applier after every request that something may have changed."""
+    """The WSGI app, telling the network applier after every request that something may have changed; the local
+    cloud's own control under /localcloud/ (control.py)."""
 
     def wsgi(environ, start_response):
+        if cloud.control is not None and cloud.control.handles(environ):
+            return cloud.control(environ, start_response)
         try:
             return app(environ, start_response)
         finally:
@@ -965,6 +1023,8 @@ def serve(
     internet_network=None,
     s3_port=None,
     instance_s3_endpoint=None,
+    imds_port=0,
+    credential_seconds=None,
 ):
     """Run the endpoint in the foreground until SIGTERM/SIGINT."""
     from urllib.parse import urlparse
@@ -972,10 +1032,15 @@ def serve(
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
+    from localcloud import control, imds
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     os.environ.setdefault("MOTO_PORT", str(port))
     cloud = Cloud(state_dir, image, instance_endpoint, region, limits=limits, instance_s3_endpoint=instance_s3_endpoint)
     install(cloud)
+    cloud.control = control.Control(cloud)
+    cloud.imds = imds.Imds(cloud, credential_seconds or imds.CREDENTIAL_SECONDS)
+    imds_server = imds.serve(cloud.imds, "0.0.0.0", imds_port or 0)
     if internet_network:
         cloud.net = network.Network(cloud, internet_network, urlparse(instance_endpoint).hostname, port, s3_port)
         cloud.net.apply()
@@ -988,7 +1053,7 @@ def serve(
         )
 
     def stop(signum, frame):
-        for server in servers:
+        for server in servers + [imds_server]:
             threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
@@ -997,11 +1062,13 @@ def serve(
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, name="s3-port", daemon=True).start()
     log.info(
-        "localcloud endpoint on %s:%d (instances reach it at %s, S3 only at port %s), internet %s, state in %s",
+        "localcloud endpoint on %s:%d (instances reach it at %s, S3 only at port %s, IMDS at port %s), internet %s, "
+        "state in %s",
         bind,
         port,
         instance_endpoint,
         s3_port,
+        cloud.imds.port,
         cloud.net.internet_cidr if cloud.net else None,
         state_dir,
     )

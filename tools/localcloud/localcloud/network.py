@@ -32,6 +32,7 @@ JUMPS = (
     ("nat", "OUTPUT", "OUT"),
     ("nat", "POSTROUTING", "POST"),
 )
+IMDS_ADDRESS = "169.254.169.254"  # the instance metadata service (imds.py), not filtered by security groups
 INTERNET_RANGE = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544 benchmarking range: never routed on the internet
 ALL_TCP_UDP = (0, 65535)
 
@@ -301,6 +302,7 @@ def render_instance(groups, members, dns):
     for server in dns:  # the Amazon DNS server is not filtered by security groups
         for proto in ("udp", "tcp"):
             lines.append("-A %s -d %s/32 -p %s -m %s --dport 53 -j ACCEPT" % (SG_OUT, server, proto, proto))
+    lines.append("-A %s -d %s/32 -p tcp -m tcp --dport 80 -j ACCEPT" % (SG_OUT, IMDS_ADDRESS))  # nor is IMDS
     seen = set()
     for group in groups:
         for chain_name, rules, flag in ((SG_IN, group.ingress_rules, "-s"), (SG_OUT, group.egress_rules, "-d")):
@@ -440,11 +442,13 @@ class Network:
         self.endpoint_ip = instance_endpoint_ip
         self.ec2_port = ec2_port
         self.s3_port = s3_port
+        self.imds_port = cloud.imds.port if getattr(cloud, "imds", None) is not None else None
         self.dns = nameservers()
         self.lock = threading.Lock()  # one apply at a time
         self.applied_host = None
         self.applied_addrs = None
         self.applied = {}  # instance id -> (pid, rules text)
+        self.imds = []
 
     # ------------------------------------------------------------------ desired state
     def _plan(self):
@@ -460,6 +464,7 @@ class Network:
         dnat = {}
         addrs = set()
         rules = {}
+        imds = []  # (bridge, private ip, subnet gateway) of the instances whose metadata endpoint is enabled
         for r in records:
             inst = r.instance
             backend = inst.ec2_backend
@@ -482,6 +487,9 @@ class Network:
                 if egress or s3_endpoint(backend, subnet, inst.region_name):
                     plan["s3"].add(inst.private_ip)
             rules[inst.id] = render_instance(instance_groups(inst), members, self.dns)
+            if bridge and inst.metadata_options.http_endpoint == "enabled":
+                imds.append((bridge, inst.private_ip, str(subnet.cidr.network_address + 1)))
+        self.imds = sorted(imds)
         return subnets, dnat, addrs, rules
 
     def render_host(self, subnets, dnat):
@@ -489,12 +497,18 @@ class Network:
         fwd, inp, pre, out, post = (chain(h, s) for s in ("FWD", "IN", "PRE", "OUT", "POST"))
         inet = self.internet_bridge
         f = ["*filter", ":%s - [0:0]" % fwd, ":%s - [0:0]" % inp]
+        f.append("-A %s -d %s/32 -j DROP" % (fwd, IMDS_ADDRESS))  # link-local: never routed anywhere
         # public traffic translated by an internet gateway (both directions) passes docker's bridge isolation
         f.append("-A %s -m conntrack --ctstate DNAT --ctorigdst %s -j ACCEPT" % (fwd, self.internet_cidr))
         f.append("-A %s -i %s -o %s -j RETURN" % (fwd, inet, inet))
         f.append("-A %s -i %s -j DROP" % (fwd, inet))  # the internet network leads nowhere else
         f.append("-A %s -o %s -j DROP" % (fwd, inet))
         f.append("-A %s -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN" % inp)
+        if self.imds_port:  # an instance's metadata requests, translated below, reach the IMDS server
+            f.append(
+                "-A %s -p tcp -m conntrack --ctstate DNAT --ctorigdst %s/32 --ctorigdstport 80 -j RETURN"
+                % (inp, IMDS_ADDRESS)
+            )
         f.append("-A %s -d %s -j DROP" % (inp, self.pool_cidr))  # a public address without a path: nothing answers
         f.append("-A %s -i %s -j DROP" % (inp, inet))
         for bridge in sorted(subnets):
@@ -522,6 +536,11 @@ class Network:
             f.append("-A %s -i %s -j DROP" % (inp, bridge))  # the VPC router is not a way to the host
         f.append("COMMIT")
         n = ["*nat", ":%s - [0:0]" % pre, ":%s - [0:0]" % out, ":%s - [0:0]" % post]
+        for bridge, ip, gateway in self.imds if self.imds_port else ():
+            n.append(
+                "-A %s -i %s -s %s/32 -d %s/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination %s:%d"
+                % (pre, bridge, ip, IMDS_ADDRESS, gateway, self.imds_port)
+            )
         for public in sorted(dnat):  # from the internet network and from the controller (no hairpin for instances)
             n.append("-A %s -i %s -d %s/32 -j DNAT --to-destination %s" % (pre, inet, public, dnat[public]))
             n.append("-A %s -d %s/32 -j DNAT --to-destination %s" % (out, public, dnat[public]))
