@@ -52,7 +52,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         for name, low, high in (("poll", 1, 60), ("interval", 1, 30), ("timeout", 1, 7 * 86400)):
             if not low <= args[name] <= high:
                 raise AnsibleActionFail("%s must be %d-%d seconds, got %d" % (name, low, high, args[name]))

@@ -182,6 +182,7 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
     assert report["nodes"] == 4 and report["builders"] == 3
+    assert sorted(report["lifecycle"].values()) == ["on-demand"] * 4 and report["spot_fallbacks"] == []
     (left_out,) = report["builders_left_out"]
     assert left_out.startswith(broken["name"] + " (builder): ") and "distcc" in left_out, left_out
     # The report's compiles are the last progress line's, per ready builder (instance id); each took its share.
@@ -296,6 +297,35 @@ def _classify(argv, targets, remote=False):
     return dict(line.split() for line in out.splitlines())
 
 
+def _imds_v2_only(cloud, cluster):
+    """On every node of the cluster a metadata request without a token gets 401 and one with a token is answered
+    (the fleet launches with HttpTokens required; the local cloud's IMDS enforces it as EC2 does)."""
+    ec2 = cloud.client("ec2")
+    ids = [
+        i["InstanceId"]
+        for r in ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:buildfarm:cluster", "Values": [cluster]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+    assert ids
+    url = "http://169.254.169.254/latest/meta-data/instance-id"
+    v1 = "curl -s -o /dev/null -w '%%{http_code}' --max-time 3 %s" % url
+    v2 = (
+        "T=$(curl -sf --max-time 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
+        'http://169.254.169.254/latest/api/token) && curl -sf --max-time 3 -H "X-aws-ec2-metadata-token: $T" %s' % url
+    )
+    for iid in ids:
+        inside = ["docker", "exec", "bf-lc-" + iid, "sh", "-c"]
+        assert (
+            subprocess.run(inside + [v1], capture_output=True, text=True, timeout=30, check=False).stdout == "401"
+        ), iid
+        assert subprocess.run(inside + [v2], capture_output=True, text=True, timeout=30, check=False).stdout == iid
+
+
 def _probe_from_outside_and_inside(cloud, runner, cluster):
     """A container the test puts on the local cloud's internet network (outside the cluster, outside ssh_cidr)
     reaches nothing of the nodes; between members the cluster's ports are admitted and others are not."""
@@ -383,6 +413,7 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     assert len(kept.get("instances", [])) == 2 and kept.get("vpcs"), kept
     _only_ssh_from_the_controller(cloud, "e2e-fault")
     _probe_from_outside_and_inside(cloud, runner, "e2e-fault")
+    _imds_v2_only(cloud, "e2e-fault")
 
     # 2. build_failed wins over exit 0 (same cluster, reused: nothing new is launched).
     rc, out = build(dict(params, prefix="explicit/", build_script_content="build_failed 'tests broke'\nexit 0\n"))

@@ -58,7 +58,7 @@ class StatsPort:
     def _serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _peer = self.sock.accept()
             except OSError:
                 return
             with conn:
