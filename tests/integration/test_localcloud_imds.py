@@ -360,6 +360,7 @@ def test_fleet_spot_fallback_against_the_control(cloud):
 
     from ansible_collections.buildfarm.ec2.plugins.module_utils import aws as bf_aws
     from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet as bf_fleet
+    from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
     ec2 = RetryingBotoClientWrapper(cloud.ec2, bf_aws.RETRY)
     subnet = _instance(cloud.ec2, cloud.v1)["SubnetId"]
@@ -370,7 +371,10 @@ def test_fleet_spot_fallback_against_the_control(cloud):
         "public_ip": False,
         "user_data": "#!/bin/sh\ntrue\n",
         "root_device": "/dev/sda1",
-        "tags": {"builder": {"Name": "lc-imds-fallback"}},
+        # The cluster's tags as the fleet module gives them (the launch's ClientToken is derived from them).
+        "tags": {
+            "builder": dict(bf_tags.cluster_tags("lc-imds", role="builder", run_id="r1"), Name="lc-imds-fallback")
+        },
     }
     role = {"name": "builder", "type": "t3.nano", "spot": True}
     assert json.loads(_cli(cloud.dir, "spot", "refuse", "t3.nano").stdout)["refused_types"] == ["t3.nano"]
