@@ -4,8 +4,10 @@ against a moto server with the local cloud's price fixture: exact numbers, and n
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -162,6 +164,38 @@ def test_estimate_only_prints_the_estimate_and_creates_nothing(priced, tmp_path)
     names = [t["task"]["name"] for p in parsed["plays"] for t in p["tasks"]]
     assert "Create the network" not in names and "Tear down the cluster" not in names
     _nothing_made(priced.client("ec2"))
+
+
+def test_the_estimate_for_the_time_the_last_successful_run_took(priced, tmp_path):
+    """An earlier run's report.json in the cluster's work directory gives the expected time: the newest successful
+    one (a newer failed run and an unreadable file do not count), its provision + configure + build seconds."""
+    runs = tmp_path / "runs" / "cost-cap"
+    phases = [
+        {"phase": "provision", "seconds": 40.4},
+        {"phase": "configure", "seconds": 80.0},
+        {"phase": "build", "seconds": 299.8},
+        {"phase": "push", "seconds": 12.0},
+    ]
+    for name, status, age in (("old-ok", "success", 300), ("older-ok", "success", 600), ("new-failed", "failed", 10)):
+        (runs / name).mkdir(parents=True)
+        report = runs / name / "report.json"
+        report.write_text(json.dumps({"run_id": name, "build": {"status": status}, "phases": phases}))
+        os.utime(report, (time.time() - age, time.time() - age))
+    params = dict(BUILD, estimate_only=True, work_dir=str(tmp_path / "runs"))
+    rc, parsed, out = _play(priced, tmp_path, "", params, playbook=ROOT / "playbooks" / "build.yml")
+    assert rc == 0, out[-6000:]
+    expected = _task(parsed, "Price the requested cluster for the time the last successful run took")
+    assert expected["seconds"] == 420  # 40.4 + 80 + 299.8, the push not counted
+    assert abs(expected["total_usd"] - EXPECTED * 420 / 3600) < 1e-4, expected
+    printed = "\n".join(_task(parsed, "Print the estimate")["msg"])
+    assert "expected $%.4f for 420 s, what run old-ok took" % expected["total_usd"] in printed, printed
+    _nothing_made(priced.client("ec2"))
+    # Without an earlier successful run there is no expected line.
+    (runs / "old-ok" / "report.json").write_text("{not json")
+    (runs / "older-ok" / "report.json").unlink()
+    rc, parsed, out = _play(priced, tmp_path, "", params, playbook=ROOT / "playbooks" / "build.yml")
+    assert rc == 0, out[-6000:]
+    assert "expected $" not in "\n".join(_task(parsed, "Print the estimate")["msg"])
 
 
 def test_a_cluster_over_max_cost_usd_is_refused_before_anything_exists(priced, tmp_path):
