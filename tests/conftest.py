@@ -110,19 +110,12 @@ def enforced_auth(endpoint):
         _post(endpoint + "/moto-api/reset-auth", b"inf")
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory):
-    """A moto server process on a free loopback port; yields its URL."""
+def serve_moto(argv, log, env=None, what="moto server"):
+    """Start a moto server process (``argv`` without its port) on a free loopback port, logging to ``log``; wait
+    until it answers and yield its URL; stop it afterwards. Shared by the plain and the priced server."""
     port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            # the request recorder (/moto-api/recorder/...) writes here, not into the working directory
-            env=dict(os.environ, MOTO_RECORDER_FILEPATH=str(log.parent / "recording.jsonl")),
-        )
+        proc = subprocess.Popen([*argv, str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = "http://127.0.0.1:%d" % port
     deadline = time.monotonic() + 30
     while True:
@@ -132,14 +125,25 @@ def moto_server(tmp_path_factory):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("moto server did not start: %s" % log.read_text()) from None
+                raise RuntimeError("%s did not start: %s" % (what, log.read_text())) from None
             time.sleep(0.1)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """A moto server process on a free loopback port; yields its URL."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    # the request recorder (/moto-api/recorder/...) writes next to the log, not into the working directory
+    env = dict(os.environ, MOTO_RECORDER_FILEPATH=str(log.parent / "recording.jsonl"))
+    yield from serve_moto([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p"], log, env)
 
 
 @pytest.fixture

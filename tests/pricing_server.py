@@ -5,14 +5,12 @@ before each test like tests/conftest.py's ``aws``."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import CREDENTIALS, ROOT, _get, _post, free_port
+from tests.conftest import CREDENTIALS, ROOT, _post, serve_moto
 
 LOCALCLOUD = ROOT / "tools" / "localcloud"
 sys.path.insert(0, str(LOCALCLOUD))
@@ -22,33 +20,9 @@ from localcloud import pricing as fixture  # noqa: E402  (the fixture's numbers,
 
 @pytest.fixture(scope="module")
 def priced_server(tmp_path_factory):
-    port = free_port()
     log = tmp_path_factory.mktemp("priced") / "server.log"
     env = dict(os.environ, PYTHONPATH=str(LOCALCLOUD))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "localcloud.pricing", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = "http://127.0.0.1:%d" % port
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            _get(url + "/moto-api/data.json")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("priced moto server did not start: %s" % log.read_text()) from None
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    yield from serve_moto([sys.executable, "-m", "localcloud.pricing", "--port"], log, env, "priced moto server")
 
 
 @pytest.fixture
