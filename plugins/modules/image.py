@@ -170,7 +170,8 @@ def main():
             snapshots = [s for i in drop for s in i["snapshots"]]
             module.exit_json(changed=bool(drop), deregistered=[i["id"] for i in drop], snapshots=snapshots, kept=kept)
         deregistered, snapshots = bf_sweep.delete_images(ec2, drop)
-        module.exit_json(changed=bool(deregistered or snapshots), deregistered=deregistered, snapshots=snapshots, kept=kept)
+        changed = bool(deregistered or snapshots)
+        module.exit_json(changed=changed, deregistered=deregistered, snapshots=snapshots, kept=kept)
     except bf_images.ImageError as e:
         module.fail_json(msg=str(e))
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
