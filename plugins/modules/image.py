@@ -10,7 +10,7 @@ short_description: Make a baked image of a configured node, or remove a cluster'
 version_added: 1.2.0
 description:
   - O(state=present) creates an AMI of O(instance_id) (CreateImage), tagged, with its snapshot, in the call with the
-    cluster's tags (C(buildfarm:cluster), C(buildfarm:role=image), C(buildfarm:run); no C(buildfarm:expires): an
+    cluster's tags (C(buildfarm:cluster), C(buildfarm:role=image), C(buildfarm:run); no C(buildfarm:expires), as an
     image outlives its run), C(buildfarm:recipe) (O(recipe)) and C(buildfarm:base-image) (O(base_image_id)), and
     waits until it is C(available). Its name is C(buildfarm-<cluster>-<recipe>-<run_id>); an image of that name
     is not made twice.
