@@ -39,7 +39,7 @@ def test_more_builders_help_until_the_client_saturates():
 
 
 def test_a_client_bound_run_is_told_to_use_fewer_builders():
-    result = speedup.model(**dict(RUN, client_cpu=200.0, server_cpu=100.0, builders=8))
+    result = speedup.model(**{**RUN, "client_cpu": 200.0, "server_cpu": 100.0, "builders": 8})
     assert result["bound"] == "client" and result["knee"] == 0.5
     assert result["recommended"]["builders"] == 1
 
