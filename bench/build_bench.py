@@ -202,6 +202,7 @@ def main():
         host, builders = nodes_of(env, "bench-lua")
         key = work / "bench-lua" / "id_cluster"
         variants = [0] + ks
+        load_before = os.getloadavg()[0]
         results = {k: [] for k in variants}
         for r in range(args.rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
@@ -216,8 +217,9 @@ def main():
         lines += [
             "## Overhead: distcc over K builders against make -j, on the same cores",
             "",
-            "Lua %s (33 C files), %d rounds, order rotated, medians; this machine: %d cores shared by every container."
-            % (Path(sources).name, args.rounds, os.cpu_count()),
+            "Lua %s (33 C files), %d rounds, order rotated, medians; this machine: %d cores shared by every container;"
+            " load average %.1f when the rounds started, %.1f when they ended (other work on the machine counts)."
+            % (Path(sources).name, args.rounds, os.cpu_count(), load_before, os.getloadavg()[0]),
             "",
             "| variant | wall s | ratio to make -j | client CPU s | builders' CPU s | model from K=1 predicts s |",
             "|---|---|---|---|---|---|",

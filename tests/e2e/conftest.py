@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -56,12 +58,16 @@ def _debian_source(request, package):
     The version fetched is printed in the session's output. A failed fetch is the mirror's failure, not the
     product's: the tests that need the sources error with the script's own reason."""
     dest = ROOT / "build" / "e2e" / "sources"
-    out = subprocess.run(
-        [str(ROOT / "examples" / "fetch-debian-source.sh"), package, str(dest)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    dest.mkdir(parents=True, exist_ok=True)
+    # The suite runs in two xdist workers, each with its own session: one fetch at a time, the second finds it done.
+    with open(dest / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = subprocess.run(
+            [str(ROOT / "examples" / "fetch-debian-source.sh"), package, str(dest)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if out.returncode != 0:
         pytest.fail(
             "the Debian mirror could not provide the sources of %s (a mirror failure, not a product failure):\n%s"
@@ -112,6 +118,17 @@ class Cloud:
             for obj in page.get("Contents", []):
                 result[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         return result
+
+    def spot_capacity(self, instance_types, available):
+        """The local cloud's spot control (docs/localcloud.md): refuse or give back spot capacity for these types."""
+        request = urllib.request.Request(
+            self.env["AWS_ENDPOINT_URL"] + "/localcloud/spot/capacity",
+            data=json.dumps({"instance_types": list(instance_types), "available": available}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)
 
     def leftovers(self, cluster):
         """Every resource still tagged with the cluster (terminated instances excluded), plus its containers."""
