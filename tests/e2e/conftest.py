@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -120,15 +119,14 @@ class Cloud:
         return result
 
     def spot_capacity(self, instance_types, available):
-        """The local cloud's spot control (docs/localcloud.md): refuse or give back spot capacity for these types."""
-        request = urllib.request.Request(
-            self.env["AWS_ENDPOINT_URL"] + "/localcloud/spot/capacity",
-            data=json.dumps({"instance_types": list(instance_types), "available": available}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
+        """The local cloud's spot control (docs/localcloud.md, `localcloud.sh spot refuse|allow TYPE...`)."""
+        action = "allow" if available else "refuse"
+        env = dict(os.environ, BUILDFARM_LOCALCLOUD_DIR=self.env["BUILDFARM_LOCALCLOUD_DIR"])
+        proc = subprocess.run(
+            [str(LOCALCLOUD), "spot", action, *instance_types], env=env, capture_output=True, text=True, check=False
         )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.load(answer)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
 
     def leftovers(self, cluster):
         """Every resource still tagged with the cluster (terminated instances excluded), plus its containers."""
