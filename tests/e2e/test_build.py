@@ -19,14 +19,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.conftest import BASE_IMAGE
 from tests.networks import users_network
 from tests.pricing_server import fixture as price_fixture
 
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
 
+# image_id=auto boots the image the `baked` fixture made with playbooks/bake.yml (tests/e2e/conftest.py); the
+# examples as shipped and the AWX job boot the plain base image and install the packages.
 BASE = {
-    "image_id": "ami-12c6146b",
+    "image_id": "auto",
+    "base_image_id": BASE_IMAGE,
     "host_type": "t3.small",
     "builder_type": "c6i.large",
     "bucket": "buildfarm-e2e",
