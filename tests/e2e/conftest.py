@@ -204,8 +204,9 @@ class Runner:
         return proc.returncode, proc.stdout + proc.stderr
 
 
+# Every runner's image_id=auto boots the image the session baked: `baked` comes first.
 @pytest.fixture
-def runner(cloud, tmp_path):
+def runner(cloud, tmp_path, baked):  # pylint: disable=unused-argument
     return Runner(cloud, tmp_path)
 
 
@@ -228,7 +229,7 @@ def baked(cloud, tmp_path_factory):
 
 
 @pytest.fixture
-def build(runner, baked):  # pylint: disable=unused-argument  (the tests' image_id=auto boots the baked image)
+def build(runner):
     """Run playbooks/build.yml on the local cloud with extra vars; returns (rc, output)."""
 
     def run(extra_vars, timeout=1800):
