@@ -49,6 +49,9 @@ GONE_CODES = frozenset(
         "InvalidAttachment.NotFound",
         "Gateway.NotAttached",
         "InvalidPermission.NotFound",
+        "InvalidAMIID.NotFound",
+        "InvalidAMIID.Unavailable",
+        "InvalidSnapshot.NotFound",
     ]
 )
 

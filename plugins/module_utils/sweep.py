@@ -165,5 +165,18 @@ def delete_resources(ec2, resources, check_mode, wait=True):
     return deleted
 
 
+def delete_images(ec2, images):
+    """Deregister baked images (:func:`images.summary` dicts), then delete their snapshots (EC2 refuses to delete
+    the snapshot of a registered image). Returns the ids deregistered and the snapshot ids deleted."""
+    deregistered, snapshots = [], []
+    for image in images:
+        if delete_call(ec2.deregister_image, ImageId=image["id"]):
+            deregistered.append(image["id"])
+        for snapshot_id in image.get("snapshots", []):
+            if delete_call(ec2.delete_snapshot, SnapshotId=snapshot_id):
+                snapshots.append(snapshot_id)
+    return deregistered, snapshots
+
+
 def count(deleted):
     return sum(len(ids) for ids in deleted.values())

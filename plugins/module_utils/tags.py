@@ -18,6 +18,8 @@ TAG_RUN = PREFIX + "run"
 TAG_EXPIRES = PREFIX + "expires"
 # "true" on a volume: the sweep leaves it alone unless told to delete kept volumes.
 TAG_KEEP = PREFIX + "keep"
+# On a baked image (playbooks/bake.yml): the hash of its recipe, by which build.yml's image_id auto finds it.
+TAG_RECIPE = PREFIX + "recipe"
 KEYS = {"cluster": TAG_CLUSTER, "role": TAG_ROLE, "run": TAG_RUN, "expires": TAG_EXPIRES}
 
 CLUSTER_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")

@@ -204,9 +204,28 @@ class Runner:
         return proc.returncode, proc.stdout + proc.stderr
 
 
+# Every runner's image_id=auto boots the image the session baked: `baked` comes first.
 @pytest.fixture
-def runner(cloud, tmp_path):
+def runner(cloud, tmp_path, baked):  # pylint: disable=unused-argument
     return Runner(cloud, tmp_path)
+
+
+BASE_IMAGE = "ami-12c6146b"  # the local cloud's Debian 12 image
+
+
+@pytest.fixture(scope="session")
+def baked(cloud, tmp_path_factory):
+    """playbooks/bake.yml once per local cloud: the image that build.yml's image_id=auto boots (one per xdist
+    worker, each worker has its own cloud). Returns bake.yml's output and the image's description."""
+    runner = Runner(cloud, tmp_path_factory.mktemp("bake"))
+    params = {"base_image_id": BASE_IMAGE, "vpc_cidr": "10.87.0.0/16", "subnet_cidr": "10.87.0.0/24"}
+    rc, out = runner.run("bake.yml", params, timeout=1800)
+    assert rc == 0, out[-6000:]
+    images = cloud.client("ec2").describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["bake"]}]
+    )["Images"]
+    assert len(images) == 1 and images[0]["State"] == "available", images
+    return {"output": out, "image": images[0], "params": params, "runner": runner}
 
 
 @pytest.fixture

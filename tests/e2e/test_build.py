@@ -19,14 +19,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.conftest import BASE_IMAGE
 from tests.networks import users_network
 from tests.pricing_server import fixture as price_fixture
 
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
 
+# image_id=auto boots the image the `baked` fixture made with playbooks/bake.yml (tests/e2e/conftest.py); the
+# examples as shipped and the AWX job boot the plain base image and install the packages.
 BASE = {
-    "image_id": "ami-12c6146b",
+    "image_id": "auto",
+    "base_image_id": BASE_IMAGE,
     "host_type": "t3.small",
     "builder_type": "c6i.large",
     "bucket": "buildfarm-e2e",
@@ -71,7 +75,8 @@ def _dashboard_dom(url, profile):
 
 
 def _break_distcc_on_one_builder(cloud, cluster, done):
-    """Pin distcc away on the first builder that runs (before Ansible reaches it): its configuration fails."""
+    """Pin distcc away on the first builder that runs (before Ansible reaches it), and remove it where the baked
+    image brought it: its configuration fails when the role cannot install it."""
     ec2 = cloud.client("ec2")
     pin = "Package: distcc\nPin: release *\nPin-Priority: -1\n"
     deadline = time.monotonic() + 600
@@ -91,7 +96,8 @@ def _break_distcc_on_one_builder(cloud, cluster, done):
                         "bf-lc-" + i["InstanceId"],
                         "sh",
                         "-c",
-                        "printf '%s' > /etc/apt/preferences.d/no-distcc" % pin,
+                        "printf '%s' > /etc/apt/preferences.d/no-distcc"
+                        " && { dpkg --purge distcc >/dev/null 2>&1 || true; }" % pin,
                     ],
                     capture_output=True,
                     check=False,
@@ -104,6 +110,27 @@ def _break_distcc_on_one_builder(cloud, cluster, done):
                     )
                     return
         time.sleep(0.5)
+
+
+def test_bake_makes_one_clean_image_and_finds_it_again(baked, cloud):
+    """bake.yml (run once by the `baked` fixture): one image of the recipe, tagged with it and its base, the bake
+    node and its network swept; a second run finds the recipe baked and launches nothing."""
+    image, out = baked["image"], baked["output"]
+    tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+    assert tags["buildfarm:base-image"] == BASE_IMAGE and re.fullmatch(r"[0-9a-f]{16}", tags["buildfarm:recipe"])
+    assert "baked %s for recipe %s (base %s)" % (image["ImageId"], tags["buildfarm:recipe"], BASE_IMAGE) in out
+    assert cloud.leftovers("bake") == {}
+    launched = cloud.client("ec2").describe_instances(Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["bake"]}])
+    before = sorted(i["InstanceId"] for r in launched["Reservations"] for i in r["Instances"])
+    rc, again = baked["runner"].run("bake.yml", baked["params"])
+    assert rc == 0, again[-4000:]
+    assert "recipe %s is baked already: %s" % (tags["buildfarm:recipe"], image["ImageId"]) in again
+    launched = cloud.client("ec2").describe_instances(Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["bake"]}])
+    assert sorted(i["InstanceId"] for r in launched["Reservations"] for i in r["Instances"]) == before
+    images = cloud.client("ec2").describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["bake"]}]
+    )
+    assert [i["ImageId"] for i in images["Images"]] == [image["ImageId"]]
 
 
 def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
@@ -182,6 +209,9 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
     assert report["nodes"] == 4 and report["builders"] == 3
+    # image_id=auto booted the image the `baked` fixture made (its recipe is the roles' current package lists).
+    assert report["image"]["baked"] is True and report["image"]["id"].startswith("ami-"), report["image"]
+    assert "image: %s (baked, recipe %s)" % (report["image"]["id"], report["image"]["recipe"]) in out
     assert sorted(report["lifecycle"].values()) == ["on-demand"] * 4 and report["spot_fallbacks"] == []
     (left_out,) = report["builders_left_out"]
     assert left_out.startswith(broken["name"] + " (builder): ") and "distcc" in left_out, left_out
@@ -242,6 +272,7 @@ def test_zlib_example_as_shipped(build, cloud, zlib_sources):
         97,
         source_dir=str(zlib_sources),
         build_script=str(ROOT / "examples" / "zlib" / "build.sh"),
+        image_id=example["image_id"],  # the plain base image, as shipped: the packages are installed
         outputs=example["outputs"],
         build_timeout=900,
         prefix="zlib/",

@@ -15,7 +15,7 @@ from ansible_collections.buildfarm.ec2.plugins.module_utils import tags
 
 ROOT = Path(__file__).resolve().parents[3]
 CONTRACT = yaml.safe_load((ROOT / "playbooks" / "vars" / "node_contract.yml").read_text())
-CONNECTION = {"ansible_become", "ansible_python_interpreter", "ansible_ssh_common_args"}
+CONNECTION = {"ansible_become", "ansible_python_interpreter", "ansible_ssh_common_args", "ansible_pipelining"}
 
 
 def _add_host_args():
@@ -88,6 +88,7 @@ def test_examples_use_the_contracts_key_path_and_ssh_settings():
         assert compose["ansible_become"] == str(CONTRACT["node_ssh_become"]).lower(), name
         assert compose["ansible_python_interpreter"] == "'%s'" % CONTRACT["node_python_interpreter"], name
         assert compose["ansible_ssh_common_args"] == "'%s'" % CONTRACT["node_ssh_common_args"], name
+        assert compose["ansible_pipelining"] == str(CONTRACT["node_ssh_pipelining"]).lower(), name
     assert "private_key_file: %s" % key in (ROOT / "docs" / "inventory.md").read_text()
 
 

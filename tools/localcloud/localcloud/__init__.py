@@ -7,6 +7,7 @@ imports it. See docs/localcloud.md.
 LABEL = "buildfarm.localcloud"
 LABEL_DIR = "buildfarm.localcloud.dir"
 LABEL_INSTANCE = "buildfarm.localcloud.instance"
+LABEL_IMAGE = "buildfarm.localcloud.image"
 LABEL_SUBNET = "buildfarm.localcloud.subnet"
 PREFIX = "bf-lc-"
 DEFAULT_IMAGE = "buildfarm/base:bookworm"

@@ -21,7 +21,7 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(PACKAGE_DIR))
 ENGINE = os.path.join(ROOT, "tools", "engine", "engine.sh")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-FILES = ("env", "endpoint.pid", "endpoint.log", "loops.json", "loops.json.tmp")
+FILES = ("env", "endpoint.pid", "endpoint.log", "loops.json", "loops.json.tmp", "images.json", "images.json.tmp")
 
 
 def say(message):
@@ -341,6 +341,10 @@ def cleanup(state_dir, everything):
     if found:
         host.docker("rm", "-f", *[c["id"] for c in found.values()], timeout=300, check=False)
         say("removed %d container(s)" % len(found))
+    committed = host.images(label)
+    if committed:
+        host.docker("image", "rm", "-f", *committed, timeout=300, check=False)
+        say("removed %d image(s) made by CreateImage" % len(committed))
     hashes = {network.cloud_hash(state_dir)}
     if everything:
         hashes |= set(network.host_rule_owners())
@@ -377,6 +381,7 @@ def cleanup(state_dir, everything):
     except OSError:
         pass
     left = ["container " + c for c in host.containers(label)]
+    left += ["image " + i for i in host.images(label)]
     left += ["network " + n for n in host.networks(label)]
     for h in sorted(hashes):
         left += ["host rule " + r for r in network.host_rules(h)]

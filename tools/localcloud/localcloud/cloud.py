@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-from localcloud import LABEL, LABEL_DIR, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host, network, pricing
+from localcloud import LABEL, LABEL_DIR, LABEL_IMAGE, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host, network, pricing
 from localcloud.host import HostError
 
 log = logging.getLogger("localcloud")
@@ -45,6 +45,8 @@ ADMIN_UID = 1000
 BOOT_SCRIPT = r"""#!/bin/sh
 # localcloud: runs at every boot of a local-cloud instance (and on attach): key ownership, EBS device nodes.
 chown -R admin:admin /home/admin/.ssh 2>/dev/null || true
+# SSH host keys a baked image was cleaned of (cloud-init makes them at an EC2 instance's first boot)
+ssh-keygen -A >/dev/null 2>&1 || true
 mkdir -p /dev/disk/by-id
 [ -f /etc/localcloud/devices ] || exit 0
 while read -r name major minor vol; do
@@ -70,8 +72,9 @@ ExecStart=/usr/local/sbin/localcloud-boot
 WantedBy=sysinit.target
 """
 USER_DATA_RUNNER = r"""#!/bin/sh
-# localcloud: run the instance's user-data script once, at first boot (as cloud-init's scripts-user does).
-touch /var/lib/localcloud/user-data.done
+# localcloud: run the instance's user-data script once, at the instance's first boot (as cloud-init's scripts-user
+# does: once per instance id, so an instance launched from an image made of another one runs its own).
+touch /var/lib/localcloud/user-data.@INSTANCE@.done
 {
     echo "localcloud: user-data started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     /var/lib/localcloud/user-data
@@ -84,7 +87,7 @@ exit 0
 USER_DATA_UNIT = """[Unit]
 Description=localcloud user-data (first boot only, output in /var/log/user-data.log)
 After=network-online.target ssh.service localcloud-boot.service
-ConditionPathExists=!/var/lib/localcloud/user-data.done
+ConditionPathExists=!/var/lib/localcloud/user-data.@INSTANCE@.done
 
 [Service]
 Type=oneshot
@@ -148,6 +151,8 @@ class Cloud:
         os.makedirs(self.volumes_dir, exist_ok=True)
         self.local = threading.local()
         self._last_sync = 0.0
+        self.images = {}  # AMI id -> the docker image CreateImage committed for it (images.json)
+        self.dropped = set()  # docker images of deregistered AMIs that an instance still ran on
         self.imds = None  # localcloud.imds.Imds once serve() runs it
         self.control = None  # localcloud.control.Control (spot capacity and interruptions)
 
@@ -398,9 +403,11 @@ class Cloud:
         if data is not None:
             files.append(("var/lib/localcloud/user-data", data, 0o755, 0, None))
             if data.startswith(b"#!"):
+                runner = USER_DATA_RUNNER.replace("@INSTANCE@", inst.id).encode()
+                unit = USER_DATA_UNIT.replace("@INSTANCE@", inst.id).encode()
                 files += [
-                    ("usr/local/sbin/localcloud-user-data", USER_DATA_RUNNER.encode(), 0o755, 0, None),
-                    ("etc/systemd/system/localcloud-user-data.service", USER_DATA_UNIT.encode(), 0o644, 0, None),
+                    ("usr/local/sbin/localcloud-user-data", runner, 0o755, 0, None),
+                    ("etc/systemd/system/localcloud-user-data.service", unit, 0o644, 0, None),
                     (
                         "etc/systemd/system/multi-user.target.wants/localcloud-user-data.service",
                         None,
@@ -478,7 +485,7 @@ class Cloud:
             "%s=%s" % (LABEL_INSTANCE, inst.id),
             *CONTAINER_FLAGS,
             *self._limits(inst),
-            self.image,
+            self.images.get(inst.image_id, self.image),
             "/lib/systemd/systemd",
             timeout=120,
         )
@@ -627,6 +634,8 @@ class Cloud:
                 self._release_loop(bdt.volume_id)
             if record.instance.state == "shutting-down":
                 _set_state(record.instance, "terminated")
+            for name in sorted(self.dropped):
+                self._drop_image(name)
 
     def on_terminate(self, pairs, reason=None):
         with self.lock:
@@ -640,6 +649,93 @@ class Cloud:
                 if reason:
                     _set_state(inst, "shutting-down", *reason)
                 self._queue(record, "terminate", lambda r=record: self._remove_container(r))
+
+    # ----------------------------------------------------------------- images
+    def image_name(self, ami_id):
+        """The docker image CreateImage commits for ``ami_id`` (the AMI id keeps it apart from other clouds')."""
+        return "%s%s:image" % (PREFIX, ami_id)
+
+    def _save_images(self):
+        path = os.path.join(self.dir, "images.json")
+        with open(path + ".tmp", "w") as out:
+            json.dump(self.images, out, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+    def check_image(self, backend, image_id):
+        """As RunInstances on EC2: an image id that does not exist (or no longer) fails, so does one not available."""
+        if not image_id:
+            return
+        ami = backend.amis.get(image_id)
+        if ami is None:
+            raise _ec2_error("InvalidAMIID.NotFound", "The image id '[%s]' does not exist" % image_id)
+        if ami.state != "available":
+            raise _ec2_error("InvalidAMIID.Unavailable", "AMI %s is %s, and cannot be run" % (image_id, ami.state))
+
+    def check_create_image(self, backend, instance_id, name):
+        inst = backend.get_instance(instance_id)
+        with self.lock:
+            record = self.records.get(inst.id)
+        if record is None or not record.created or inst.state not in ("running", "stopped"):
+            raise _ec2_error(
+                "IncorrectInstanceState",
+                "The instance '%s' is not in a state from which it can be imaged (%s)" % (inst.id, inst.state),
+            )
+        for ami in backend.amis.values():
+            if ami.name == name and ami.owner_id == backend.account_id:
+                raise _ec2_error("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI %s" % (name, ami.id))
+
+    def on_create_image(self, ami, inst, no_reboot):
+        """The AMI is pending until its container is committed to a docker image (then available, else failed)."""
+        with self.lock:
+            ami.state = "pending"
+            self.images[ami.id] = self.image_name(ami.id)
+            self._save_images()
+            record = self.records[inst.id]
+            self._queue(record, "image", lambda: self._commit(record, ami, no_reboot))
+
+    def _commit(self, record, ami, no_reboot):
+        name = self.images.get(ami.id) or self.image_name(ami.id)
+        state, stopped = "failed", False
+        try:
+            if not no_reboot and self._container_state(record) == "running":
+                host.docker("stop", "-t", "30", record.container, timeout=90)  # EC2 shuts down, images, reboots
+                stopped = True
+            host.docker(
+                "commit",
+                *("--change", 'LABEL %s="1"' % LABEL),
+                *("--change", 'LABEL %s="%s"' % (LABEL_DIR, self.label)),
+                *("--change", 'LABEL %s="%s"' % (LABEL_IMAGE, ami.id)),
+                record.container,
+                name,
+                timeout=900,
+            )
+            state = "available"
+        except HostError as exc:
+            log.warning("image %s of %s failed: %s", ami.id, record.instance.id, exc)
+        finally:
+            if stopped:
+                self._start_container(record)
+        with self.lock:
+            ami.state = state
+            if state != "available" or ami.id not in self.images:  # failed, or deregistered while pending
+                self.images.pop(ami.id, None)
+                self._save_images()
+                self._drop_image(name)
+
+    def on_deregister(self, ami_id):
+        with self.lock:
+            name = self.images.pop(ami_id, None)
+            if name:
+                self._save_images()
+                self._drop_image(name)
+
+    def _drop_image(self, name):
+        """Remove a deregistered AMI's docker image; one that an instance still runs on goes with that instance."""
+        try:
+            host.docker("image", "rm", name, timeout=120)
+            self.dropped.discard(name)
+        except HostError:
+            self.dropped.add(name)
 
     # ----------------------------------------------------------------- real state
     def sync(self, force=False):
@@ -737,6 +833,7 @@ def install(cloud):
         setattr(EC2Backend, name, method)
 
     def launch_before(self, image_id, count, user_data, security_group_names, **kwargs):
+        cloud.check_image(self, image_id)
         if cloud.control is not None:
             cloud.control.check_capacity(kwargs.get("instance_type"), kwargs.get("instance_market_options"))
 
@@ -766,6 +863,8 @@ def install(cloud):
             cloud.local.interruption_behavior = None
 
     InstanceResponse.run_instances = run_response
+
+    install_images(cloud, wrap)
 
     original_metadata_options = EC2Backend.modify_instance_metadata_options
 
@@ -842,6 +941,42 @@ def install(cloud):
 
     ElasticBlockStore.detach_volume = detach_response
     install_network(cloud, wrap)
+
+
+def install_images(cloud, wrap):
+    """CreateImage commits the instance's container (pending, then available); DeregisterImage removes it again.
+    Tags for the image's snapshot (TagSpecifications of type snapshot, which moto refuses) go on its snapshot."""
+    import functools
+
+    from moto.ec2.models import EC2Backend
+    from moto.ec2.responses.amis import AmisResponse
+
+    original = EC2Backend.create_image
+
+    @functools.wraps(original)
+    def create_image(self, instance_id, name, description, tag_specifications):
+        cloud.check_create_image(self, instance_id, name)
+        specs = tag_specifications or []
+        snapshot_tags = [t for s in specs if s.get("ResourceType") == "snapshot" for t in s.get("Tags", [])]
+        ami = original(self, instance_id, name, description, [s for s in specs if s.get("ResourceType") != "snapshot"])
+        for tag in snapshot_tags:
+            ami.ebs_snapshot.add_tag(tag["Key"], tag["Value"])
+        cloud.on_create_image(ami, self.get_instance(instance_id), getattr(cloud.local, "no_reboot", False))
+        return ami
+
+    EC2Backend.create_image = create_image
+    original_response = AmisResponse.create_image
+
+    @functools.wraps(original_response)
+    def create_image_response(self):
+        cloud.local.no_reboot = bool(self._get_bool_param("NoReboot", False))
+        try:
+            return original_response(self)
+        finally:
+            cloud.local.no_reboot = False
+
+    AmisResponse.create_image = create_image_response
+    wrap("deregister_image", after=lambda self, res, ami_id: cloud.on_deregister(ami_id))
 
 
 def install_client_token():

@@ -73,6 +73,12 @@ def containers(cloud_dir=None):
     return found
 
 
+def images(cloud_dir=None):
+    """Ids of the docker images the local cloud's CreateImage committed (labelled like its containers)."""
+    out = docker("image", "ls", "-q", "--no-trunc", *labels_filter(cloud_dir), timeout=30)
+    return sorted(set(out.split()))
+
+
 def networks(cloud_dir=None):
     """{network name: cidr} of the local cloud's networks."""
     out = docker("network", "ls", *labels_filter(cloud_dir), "--format", "{{.Name}}", timeout=30)
@@ -84,11 +90,16 @@ def networks(cloud_dir=None):
 
 
 def cloud_dirs():
-    """State directories of every local cloud with something on this host: named by the labels of containers and
-    networks, or holding the backing file of a loop device (``<dir>/volumes/<volume>.img`` next to loops.json)."""
+    """State directories of every local cloud with something on this host: named by the labels of containers,
+    networks and committed images, or holding the backing file of a loop device (``<dir>/volumes/<volume>.img``
+    next to loops.json)."""
     fmt = '{{.Label "%s"}}' % LABEL_DIR
     dirs = set(docker("ps", "-a", *labels_filter(), "--format", fmt, timeout=30).split())
     dirs.update(docker("network", "ls", *labels_filter(), "--format", fmt, timeout=30).split())
+    committed = images()
+    if committed:
+        fmt_image = '{{index .Config.Labels "%s"}}' % LABEL_DIR
+        dirs.update(docker("image", "inspect", "--format", fmt_image, *committed, timeout=30, check=False).split())
     for _dev, back in loops_backed_by("/"):
         volumes = os.path.dirname(back)
         if os.path.basename(volumes) == "volumes" and os.path.exists(os.path.join(volumes, "..", "loops.json")):
