@@ -53,7 +53,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("heartbeat_timeout must be 1-1440 minutes, got %d" % args["heartbeat_timeout"])
         interval = args["interval"] or bf_lease.renew_interval(args["heartbeat_timeout"])
         if not 1 <= interval < args["heartbeat_timeout"] * 60:
-            raise AnsibleActionFail("interval must be 1 s or more and shorter than heartbeat_timeout, got %d" % interval)
+            raise AnsibleActionFail("interval must be 1 s or more, shorter than heartbeat_timeout; got %d" % interval)
         region = args["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if not region:
             raise AnsibleActionFail("region is required (or AWS_REGION)")
@@ -68,7 +68,7 @@ class ActionModule(ActionBase):
         try:
             until, ids = bf_lease.renew(ec2, args["cluster"], args["heartbeat_timeout"])
         except Exception as e:  # botocore errors, missing credentials: the task says what failed
-            raise AnsibleActionFail("renewing the lease of cluster %s failed: %s" % (args["cluster"], e))
+            raise AnsibleActionFail("renewing the lease of cluster %s failed: %s" % (args["cluster"], e)) from e
         config = {
             "cluster": args["cluster"],
             "heartbeat_timeout": args["heartbeat_timeout"],

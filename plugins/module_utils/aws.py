@@ -140,8 +140,8 @@ def session_client(service, region, endpoint_url=None, profile=None):
     environment or ``profile`` as botocore finds them, :data:`PLUGIN_CLIENT_CONFIG` and the shared :data:`RETRY`
     (call methods with ``aws_retry=True``)."""
     import boto3
-    from botocore.config import Config
     from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
+    from botocore.config import Config
 
     session = boto3.session.Session(profile_name=profile or None, region_name=region)
     conn = session.client(service, endpoint_url=endpoint_url or None, config=Config(**PLUGIN_CLIENT_CONFIG))

@@ -60,8 +60,7 @@ def expired_clusters(resources, now=None):
     return sorted(
         name
         for name, state in latest.items()
-        if (state["any"] and state["all"])
-        or (state["leases"] and max(state["leases"]) <= now and not state["live"])
+        if (state["any"] and state["all"]) or (state["leases"] and max(state["leases"]) <= now and not state["live"])
     )
 
 

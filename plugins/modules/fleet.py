@@ -309,11 +309,9 @@ def _validate(params):
         if not params["roles"]:
             errors.append("roles is required with state=present: list the roles with name, count and type")
         errors.extend(bf_fleet.validate_roles(params["roles"]))
-        errors.extend(
-            bf_fleet.validate_user_data(params["user_data"], params["lifetime"], params["heartbeat_timeout"])
-        )
+        errors.extend(bf_fleet.validate_user_data(params["user_data"], params["lifetime"], params["heartbeat_timeout"]))
         if params["heartbeat_timeout"] < 0:
-            errors.append("heartbeat_timeout must be 0 (no lease) or a number of minutes, got %d" % params["heartbeat_timeout"])
+            errors.append("heartbeat_timeout must be 0 (no lease) or minutes, got %d" % params["heartbeat_timeout"])
         for name in ("wait_timeout", "ssh_timeout"):
             if params[name] <= 0:
                 errors.append("%s must be a positive number of seconds, got %d" % (name, params[name]))
