@@ -15,8 +15,8 @@ description:
   - Every instance requires IMDSv2 (C(HttpTokens=required)), has shutdown behaviour C(terminate) and powers
     itself off after O(lifetime) minutes (a systemd timer set by the user-data), so an instance cannot
     outlive a lost controller by more than that.
-  - With O(heartbeat_timeout), new instances also carry a heartbeat lease: the C(buildfarm:lease) tag (the UTC time
-    until which the controller vouches, now + O(heartbeat_timeout) at launch), their tags are in the instance
+  - With O(heartbeat_timeout), new instances also carry a heartbeat lease, the C(buildfarm:lease) tag (the UTC time
+    until which the controller vouches, now + O(heartbeat_timeout) at launch); their tags are in the instance
     metadata (C(InstanceMetadataTags=enabled)) and a watch in the user-data powers each node off once its lease is
     past. Something must renew it while the run goes on (M(buildfarm.ec2.lease)).
   - Spot roles fall back to on-demand when EC2 refuses spot capacity or price (for example
