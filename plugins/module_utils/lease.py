@@ -195,7 +195,9 @@ def main(argv=None):
     config = json.loads((argv or sys.argv[1:])[0])
 
     def log(message):
-        print("%s lease %s: %s" % (bf_tags.format_time(datetime.now(timezone.utc)), config["cluster"], message))
+        sys.stdout.write(
+            "%s lease %s: %s\n" % (bf_tags.format_time(datetime.now(timezone.utc)), config["cluster"], message)
+        )
         sys.stdout.flush()
 
     ec2 = aws.session_client("ec2", config["region"], config.get("endpoint_url"), config.get("profile"))
