@@ -27,6 +27,7 @@ from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet
 from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import RETRY
+from tests import processes
 from tests.conftest import COLLECTIONS
 
 pytestmark = pytest.mark.engine
@@ -132,7 +133,8 @@ def test_the_lease_powers_nodes_off_unless_renewed_and_the_sweep_takes_the_rest(
     refused = ec2.describe_instances(aws_retry=True, Filters=[{"Name": "tag:Name", "Values": ["refused"]}])
     assert refused["Reservations"] == []
 
-    # A real ansible-playbook keeps the warm cluster's lease, in its own process group (its workers die with it).
+    # A real ansible-playbook keeps the warm cluster's lease, in its own process group. Its workers are not in it
+    # (each calls setsid()): the one waiting is listed before the kill and ended after it (tests/processes.py).
     state_file = tmp_path / "lease.json"
     play = tmp_path / "keep.yml"
     play.write_text("""- hosts: localhost
@@ -156,7 +158,7 @@ def test_the_lease_powers_nodes_off_unless_renewed_and_the_sweep_takes_the_rest(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    gone, killed_at, renewer = {}, None, None
+    gone, killed_at, renewer, workers = {}, None, None, {}
     try:
         deadline = time.monotonic() + 330
         while len(gone) < 3:
@@ -173,6 +175,7 @@ def test_the_lease_powers_nodes_off_unless_renewed_and_the_sweep_takes_the_rest(
                 assert lease > first_lease
                 renewer = json.loads(state_file.read_text())
                 assert renewer["owner"] == controller.pid and bf_lease.alive(renewer["pid"], renewer["start"])
+                workers = processes.descendants(controller.pid)
                 os.killpg(controller.pid, signal.SIGKILL)
                 controller.wait()
                 killed_at = time.monotonic()
@@ -181,7 +184,10 @@ def test_the_lease_powers_nodes_off_unless_renewed_and_the_sweep_takes_the_rest(
             time.sleep(2)
     finally:
         if controller.poll() is None:
+            workers = processes.descendants(controller.pid)
             os.killpg(controller.pid, signal.SIGKILL)
+            controller.wait()
+        processes.kill(workers)
         if renewer is None and state_file.exists():
             bf_lease.stop(str(state_file))
     assert {reason for _at, reason in gone.values()} == {"Client.InstanceInitiatedShutdown"}
