@@ -138,6 +138,19 @@ def plugin_client(api, service, region):
     return api.client(service, region=region, aws_config=Config(**PLUGIN_CLIENT_CONFIG))
 
 
+def session_client(service, region, endpoint_url=None, profile=None):
+    """A boto3 client outside any module or plugin (the lease renewer, a detached process): credentials from the
+    environment or ``profile`` as botocore finds them, :data:`PLUGIN_CLIENT_CONFIG` and the shared :data:`RETRY`
+    (call methods with ``aws_retry=True``)."""
+    import boto3
+    from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=profile or None, region_name=region)
+    conn = session.client(service, endpoint_url=endpoint_url or None, config=Config(**PLUGIN_CLIENT_CONFIG))
+    return RetryingBotoClientWrapper(conn, RETRY)
+
+
 @RETRY
 def paginate(conn, operation, result_key, **kwargs):
     """All items of a paginated ``operation`` (``result_key`` is the list in each page)."""

@@ -13,6 +13,7 @@ import re
 import socket
 import time
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import error_code, paginate
 
@@ -84,9 +85,10 @@ def validate_roles(roles):
     return errors
 
 
-def build_user_data(user_data, max_lifetime):
-    """The instance user-data: a power-off timer (the cost guard when the controller is gone) and then the
-    user's script, saved to a file and run with its output logged on the instance."""
+def build_user_data(user_data, max_lifetime, heartbeat_timeout=0):
+    """The instance user-data: a power-off timer (the cost guard when the controller is gone), with a
+    ``heartbeat_timeout`` the lease watch (module_utils/lease.py), and then the user's script, saved to a file and
+    run with its output logged on the instance."""
     minutes = int(max_lifetime)
     lines = [
         "#!/bin/sh",
@@ -95,6 +97,16 @@ def build_user_data(user_data, max_lifetime):
         "systemd-run --on-active=%dm --unit=buildfarm-max-lifetime /bin/systemctl poweroff "
         "|| (shutdown -h +%d 'buildfarm.ec2 max lifetime reached' &)" % (minutes, minutes),
     ]
+    if heartbeat_timeout:
+        lines += [
+            "mkdir -p %s" % bf_lease.WATCH_PATH.rsplit("/", 1)[0],
+            "cat > %s <<'BUILDFARM_LEASE_EOF'" % bf_lease.WATCH_PATH,
+            bf_lease.watch_script(heartbeat_timeout).rstrip("\n"),
+            "BUILDFARM_LEASE_EOF",
+            "chmod 0755 %s" % bf_lease.WATCH_PATH,
+            "systemd-run --unit=buildfarm-lease %s || (nohup %s >/var/log/buildfarm-lease.log 2>&1 &)"
+            % (bf_lease.WATCH_PATH, bf_lease.WATCH_PATH),
+        ]
     script = user_data or ""
     if script.strip():
         if not script.startswith("#!"):
@@ -113,7 +125,7 @@ def build_user_data(user_data, max_lifetime):
     return "\n".join(lines) + "\n"
 
 
-def validate_user_data(user_data, max_lifetime):
+def validate_user_data(user_data, max_lifetime, heartbeat_timeout=0):
     """Error messages for user-data that cannot or must not be sent."""
     errors = []
     if user_data and user_data.lstrip().startswith("#cloud-config"):
@@ -124,7 +136,7 @@ def validate_user_data(user_data, max_lifetime):
             "user_data looks like it contains %s: user-data is readable by anything on the instance and kept by "
             "EC2; pass secrets another way (e.g. SSM Parameter Store)" % ", ".join(found)
         )
-    size = len(build_user_data(user_data, max_lifetime).encode("utf-8"))
+    size = len(build_user_data(user_data, max_lifetime, heartbeat_timeout).encode("utf-8"))
     if size > USER_DATA_LIMIT:
         errors.append("user_data is %d bytes with the bootstrap, over the EC2 limit of %d" % (size, USER_DATA_LIMIT))
     return errors
@@ -228,7 +240,13 @@ def client_token(launch, role, market):
 
 
 def run_instances(ec2, role, count, launch):
-    """One RunInstances call for ``count`` instances of ``role``; returns (instance ids, fallback reason)."""
+    """One RunInstances call for ``count`` instances of ``role``; returns (instance ids, fallback reason). With
+    ``launch['lease']`` the instances carry that first lease and their tags are in the instance metadata."""
+    metadata = {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1}
+    instance_tags = dict(launch["tags"][role["name"]])
+    if launch.get("lease"):
+        metadata["InstanceMetadataTags"] = "enabled"
+        instance_tags[bf_tags.TAG_LEASE] = launch["lease"]
     kwargs = dict(
         ImageId=launch["image_id"],
         InstanceType=role["type"],
@@ -236,8 +254,8 @@ def run_instances(ec2, role, count, launch):
         MaxCount=count,
         UserData=launch["user_data"],
         InstanceInitiatedShutdownBehavior="terminate",
-        MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
-        TagSpecifications=bf_tags.tag_specifications("instance", launch["tags"][role["name"]])
+        MetadataOptions=metadata,
+        TagSpecifications=bf_tags.tag_specifications("instance", instance_tags)
         + bf_tags.tag_specifications("volume", launch["tags"][role["name"]])
         + bf_tags.tag_specifications("network-interface", launch["tags"][role["name"]]),
     )

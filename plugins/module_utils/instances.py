@@ -18,6 +18,8 @@ except ImportError:
 
 # Every state but ``terminated``: what still exists, may still bill, and what a sweep must terminate.
 EXISTING = ["pending", "running", "shutting-down", "stopping", "stopped"]
+# Every state, terminated included (EC2 lists terminated instances for about an hour).
+EVERY = EXISTING + ["terminated"]
 # What serves the cluster: the fleet counts these against a role's wanted count (a stopping or shutting-down
 # instance is on its way out; the cluster's instances terminate when they stop).
 SERVING = ["pending", "running"]

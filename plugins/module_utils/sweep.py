@@ -9,6 +9,8 @@ are pure; :func:`delete_resources` is shared with the network module's ``state=a
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import delete_call, paginate
@@ -25,25 +27,41 @@ KINDS = [
 ]
 
 
+# Instances that are gone or on their way: no longer a sign of a live cluster.
+GONE_STATES = ("shutting-down", "terminated")
+
+
 def empty():
     return {kind: [] for kind in KINDS}
 
 
 def expired_clusters(resources, now=None):
-    """Cluster names whose every ``buildfarm:expires`` tag has passed (a cluster without one never expires)."""
+    """Cluster names an expired-only sweep deletes: those whose every ``buildfarm:expires`` tag has passed (a
+    cluster without one never expires that way), and those whose heartbeat lease lapsed: every
+    ``buildfarm:lease`` tag has passed and no instance is left (all terminated or shutting down). Terminated
+    instances (when ``resources`` lists them) count only as lease evidence."""
+    now = now or datetime.now(timezone.utc)
     latest = {}
-    for items in resources.values():
+    for kind, items in resources.items():
         for item in items:
             cluster = item.get("tags", {}).get(bf_tags.TAG_CLUSTER)
             if not cluster:
                 continue
-            expired = bf_tags.is_expired(item.get("tags"), now=now)
-            has_expiry = bf_tags.parse(item.get("tags"))["expires"] is not None
-            state = latest.setdefault(cluster, {"any": False, "all": True})
-            if has_expiry:
+            state = latest.setdefault(cluster, {"any": False, "all": True, "leases": [], "live": False})
+            lease = bf_tags.parse_time(item["tags"].get(bf_tags.TAG_LEASE))
+            if lease is not None:
+                state["leases"].append(lease)
+            if kind == "instances" and item.get("state") in GONE_STATES:
+                continue
+            state["live"] = state["live"] or kind == "instances"
+            if bf_tags.parse(item.get("tags"))["expires"] is not None:
                 state["any"] = True
-                state["all"] = state["all"] and expired
-    return sorted(name for name, state in latest.items() if state["any"] and state["all"])
+                state["all"] = state["all"] and bf_tags.is_expired(item.get("tags"), now=now)
+    return sorted(
+        name
+        for name, state in latest.items()
+        if (state["any"] and state["all"]) or (state["leases"] and max(state["leases"]) <= now and not state["live"])
+    )
 
 
 def select(resources, clusters=None, delete_kept=False):

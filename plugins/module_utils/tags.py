@@ -20,6 +20,10 @@ TAG_EXPIRES = PREFIX + "expires"
 TAG_KEEP = PREFIX + "keep"
 # On a baked image (playbooks/bake.yml): the hash of its recipe, by which build.yml's image_id auto finds it.
 TAG_RECIPE = PREFIX + "recipe"
+# On instances: the UTC time until which the controller vouches for the run (the heartbeat lease, module_utils/
+# lease.py); the nodes read it from their instance metadata, so the key keeps to EC2's rule for tags there
+# (letters, digits and + - = . , _ : @ only).
+TAG_LEASE = PREFIX + "lease"
 KEYS = {"cluster": TAG_CLUSTER, "role": TAG_ROLE, "run": TAG_RUN, "expires": TAG_EXPIRES}
 
 CLUSTER_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")

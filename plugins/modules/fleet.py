@@ -15,6 +15,10 @@ description:
   - Every instance requires IMDSv2 (C(HttpTokens=required)), has shutdown behaviour C(terminate) and powers
     itself off after O(lifetime) minutes (a systemd timer set by the user-data), so an instance cannot
     outlive a lost controller by more than that.
+  - With O(heartbeat_timeout), new instances also carry a heartbeat lease, the C(buildfarm:lease) tag (the UTC time
+    until which the controller vouches, now + O(heartbeat_timeout) at launch); their tags are in the instance
+    metadata (C(InstanceMetadataTags=enabled)) and a watch in the user-data powers each node off once its lease is
+    past. Something must renew it while the run goes on (M(buildfarm.ec2.lease)).
   - Spot roles fall back to on-demand when EC2 refuses spot capacity or price (for example
     C(InsufficientInstanceCapacity), C(SpotMaxPriceTooLow), C(MaxSpotInstanceCountExceeded)); each fallback is
     reported in RV(fallbacks) and as a warning.
@@ -119,6 +123,13 @@ options:
     type: int
     default: 240
     aliases: [expires, max_lifetime]
+  heartbeat_timeout:
+    description:
+      - Minutes of the heartbeat lease of new instances (see above); V(0) launches them without a lease.
+      - A node that cannot read its lease keeps the last one it read and powers off only when that one is
+        O(heartbeat_timeout) more in the past.
+    type: int
+    default: 0
   wait:
     description:
       - Wait with the botocore waiters until new instances are running and terminated ones are terminated.
@@ -158,6 +169,7 @@ EXAMPLES = r"""
     subnet_id: "{{ net.subnet_id }}"
     security_group_ids: ["{{ net.security_group_id }}"]
     lifetime: 120
+    heartbeat_timeout: 10  # renewed by buildfarm.ec2.lease
     user_data: |
       #!/bin/sh
       apt-get update
@@ -282,6 +294,7 @@ private_key:
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet as bf_fleet
 from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
+from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
 try:
@@ -296,7 +309,9 @@ def _validate(params):
         if not params["roles"]:
             errors.append("roles is required with state=present: list the roles with name, count and type")
         errors.extend(bf_fleet.validate_roles(params["roles"]))
-        errors.extend(bf_fleet.validate_user_data(params["user_data"], params["lifetime"]))
+        errors.extend(bf_fleet.validate_user_data(params["user_data"], params["lifetime"], params["heartbeat_timeout"]))
+        if params["heartbeat_timeout"] < 0:
+            errors.append("heartbeat_timeout must be 0 (no lease) or minutes, got %d" % params["heartbeat_timeout"])
         for name in ("wait_timeout", "ssh_timeout"):
             if params[name] <= 0:
                 errors.append("%s must be a positive number of seconds, got %d" % (name, params[name]))
@@ -380,7 +395,8 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         security_group_ids=params["security_group_ids"],
         public_ip=params["public_ip"],
         key_name=result["key_name"],
-        user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"]),
+        user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"], params["heartbeat_timeout"]),
+        lease=bf_lease.lease_until(params["heartbeat_timeout"]) if params["heartbeat_timeout"] else None,
         root_device=root_device,
         tags={
             name: bf_tags.cluster_tags(cluster, role=name, run_id=params["run_id"], expires=expires) for name in names
@@ -465,6 +481,7 @@ def main():
         wait_timeout=dict(type="int", default=600),
         wait_for_ssh=dict(type="bool", default=False),
         ssh_timeout=dict(type="int", default=300),
+        heartbeat_timeout=dict(type="int", default=0),
     )
     module = aws.new_module(argument_spec, lifetime=True)
     errors = _validate(module.params)

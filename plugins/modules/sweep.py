@@ -15,8 +15,9 @@ description:
     (detached first), VPCs.
   - Resources that are already gone count as deleted, so a half-made or half-deleted cluster is removed, and a
     second run reports no change.
-  - With O(expired_only=true) it deletes only clusters whose every C(buildfarm:expires) tag has passed; O(cluster)
-    is then optional and every expired cluster in the region is swept.
+  - With O(expired_only=true) it deletes only clusters whose every C(buildfarm:expires) tag has passed, or whose
+    heartbeat lease lapsed (every C(buildfarm:lease) tag has passed and all their instances are terminated, see
+    M(buildfarm.ec2.lease)); O(cluster) is then optional and every expired cluster in the region is swept.
   - Volumes tagged C(buildfarm:keep=true) are left alone unless O(delete_kept=true).
   - Check mode lists what would be deleted and deletes nothing.
   - Resources without the cluster tag are never touched.
@@ -33,7 +34,8 @@ options:
     type: str
   expired_only:
     description:
-      - Only delete clusters whose C(buildfarm:expires) tags have all passed (a cluster without any never expires).
+      - Only delete clusters whose C(buildfarm:expires) tags have all passed (a cluster without any never expires
+        that way), or whose C(buildfarm:lease) tags have all passed while none of their instances is left.
     type: bool
     default: false
   delete_kept:
@@ -132,6 +134,7 @@ kept:
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import cluster as bf_cluster
+from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import sweep as bf_sweep
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
@@ -155,8 +158,12 @@ def main():
 
     ec2 = aws.client(module, "ec2")
     try:
+        clusters = None
+        if params["expired_only"]:
+            # terminated instances too: their buildfarm:lease tags say whether the cluster's lease lapsed
+            seen = bf_cluster.describe(ec2, params["cluster"], params["run_id"], states=bf_instances.EVERY)
+            clusters = bf_sweep.expired_clusters(seen)
         found = bf_cluster.describe(ec2, params["cluster"], params["run_id"])
-        clusters = bf_sweep.expired_clusters(found) if params["expired_only"] else None
         chosen, kept = bf_sweep.select(found, clusters, params["delete_kept"])
         swept = sorted({item["tags"].get(bf_tags.TAG_CLUSTER) for items in chosen.values() for item in items} - {None})
         deleted = bf_sweep.delete_resources(ec2, chosen, module.check_mode, params["wait"])

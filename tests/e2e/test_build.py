@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
+from tests import processes
 from tests.e2e.conftest import BASE_IMAGE
 from tests.networks import users_network
 from tests.pricing_server import fixture as price_fixture
@@ -706,6 +708,98 @@ def test_interrupted_run_is_torn_down_by_the_entry_point(runner, cloud):
     rc, out = runner.run("sweep.yml", {"cluster": "e2e-int", "region": cloud.env["AWS_REGION"]})
     assert rc == 0, out[-4000:]
     assert cloud.leftovers("e2e-int") == {}
+
+
+def test_a_killed_controller_lets_the_lease_lapse_and_the_expired_sweep_takes_the_rest(runner, cloud):
+    """The laptop gone mid-build: ansible-playbook (that process alone) SIGKILLed while the build script runs. Its
+    renewer sees its owner gone and stops, nothing renews the 1-minute lease, and every node powers itself off and
+    ends `terminated` within heartbeat_timeout plus the nodes' check, with nothing else touching the cluster. Then
+    `sweep.yml -e expired_only=true` (the cron / AWX schedule of docs/guide.md) removes all the rest."""
+    cloud.bucket("buildfarm-e2e")
+    cluster, timeout = "e2e-lease", 60
+    params = cluster_params(
+        cluster,
+        88,
+        heartbeat_timeout=timeout // 60,  # minutes; 1 is the smallest the spec allows
+        build_script_content='touch "$BUILDFARM_SOURCE_DIR/../running"\nsleep 1000\n',
+        build_timeout=900,
+        prefix="lease/",
+    )
+    log = runner.tmp_path / "killed.log"
+    ec2 = cloud.client("ec2")
+    tag = [{"Name": "tag:buildfarm:cluster", "Values": [cluster]}]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            runner.command("build.yml", params), env=runner.env, stdout=out, stderr=subprocess.STDOUT
+        )
+    workers = {}
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            assert proc.poll() is None, "the run ended before the build script ran:\n" + log.read_text()[-6000:]
+            assert time.monotonic() < deadline, "the build script did not start:\n" + log.read_text()[-6000:]
+            host = [
+                i["InstanceId"]
+                for r in ec2.describe_instances(
+                    Filters=tag
+                    + [
+                        {"Name": "tag:buildfarm:role", "Values": ["host"]},
+                        {"Name": "instance-state-name", "Values": ["running"]},
+                    ]
+                )["Reservations"]
+                for i in r["Instances"]
+            ]
+            if host:
+                started = subprocess.run(
+                    ["docker", "exec", "bf-lc-" + host[0], "test", "-e", "/srv/buildfarm/running"],
+                    capture_output=True,
+                    check=False,
+                )
+                if started.returncode == 0:
+                    break
+            time.sleep(2)
+        states = list((runner.tmp_path / "runs" / cluster).glob("*/lease.json"))
+        assert len(states) == 1, states
+        renewer = json.loads(states[0].read_text())
+        assert renewer["owner"] == proc.pid
+        launched = _instances_ever(cloud, cluster)
+        assert len(launched) == 2
+
+        workers = processes.descendants(proc.pid)  # they live on (own sessions) until their task ends
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = time.monotonic()
+        gone = {}
+        while len(gone) < len(launched):
+            now = time.monotonic()
+            assert now - killed_at < timeout + 60, "not terminated %d s after the kill: %s of %s\n%s" % (
+                now - killed_at,
+                gone,
+                launched,
+                log.read_text()[-3000:],
+            )
+            for r in ec2.describe_instances(InstanceIds=launched)["Reservations"]:
+                for i in r["Instances"]:
+                    if i["InstanceId"] not in gone and i["State"]["Name"] == "terminated":
+                        gone[i["InstanceId"]] = (now - killed_at, i.get("StateReason", {}).get("Code"))
+            if bf_lease.alive(renewer["pid"], renewer["start"]):
+                assert now - killed_at < 5, "the renewer outlived its owner"
+            time.sleep(2)
+        print("terminated (s after the kill, reason):", gone)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        processes.kill(workers)  # the orphaned workers (whose build host is gone by now)
+    # The nodes powered themselves off (no API call terminated them), not before the last lease had lapsed.
+    assert {reason for _at, reason in gone.values()} == {"Client.InstanceInitiatedShutdown"}, gone
+    assert min(at for at, _reason in gone.values()) > timeout // 2, gone
+    assert _containers_of(launched) == []
+
+    rc, out = runner.run("sweep.yml", {"expired_only": True, "region": cloud.env["AWS_REGION"]})
+    assert rc == 0, out[-4000:]
+    assert cluster in out
+    assert cloud.leftovers(cluster) == {}
 
 
 def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_path):

@@ -122,6 +122,11 @@ def test_it_creates_every_object_the_issue_asks_for():
     assert source["source_path"] == "inventories/aws/demo.buildfarm.yml"
     playbooks = {t["playbook"] for t in by_module["awx.awx.job_template"]}
     assert playbooks == {"playbooks/build.yml", "playbooks/sweep.yml"}
+    # what dead controllers leave (docs/faults.md): an expired-only sweep template and its schedule
+    (expired,) = [t for t in by_module["awx.awx.job_template"] if "expired_only" in t.get("extra_vars", {})]
+    assert expired["extra_vars"]["expired_only"] is True and expired["playbook"] == "playbooks/sweep.yml"
+    (schedule,) = by_module["awx.awx.schedule"]
+    assert schedule["unified_job_template"] == expired["name"] and "RRULE:FREQ=MINUTELY" in schedule["rrule"]
 
 
 def test_build_survey_asks_for_the_main_parameters():

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -115,6 +116,22 @@ def _ec2_error(code, message):
     from moto.ec2.exceptions import EC2ClientError
 
     return EC2ClientError(code, message)
+
+
+# EC2's rule for instance tag keys once tags are in the instance metadata (InstanceMetadataTags=enabled): a key
+# that breaks it fails RunInstances, ModifyInstanceMetadataOptions and CreateTags with this error, as on EC2.
+IMDS_TAG_KEY = re.compile(r"^[0-9a-zA-Z\-_+=,.@:]{1,255}$")
+IMDS_RESERVED_KEYS = (".", "..", "_index")
+
+
+def check_imds_tag_keys(keys):
+    for key in keys:
+        if not IMDS_TAG_KEY.match(key) or key in IMDS_RESERVED_KEYS:
+            raise _ec2_error(
+                "InvalidParameterValue",
+                "'%s' is not a valid tag key. Tag keys must match pattern ([0-9a-zA-Z\\-_+=,.@:]{1,255}), and must "
+                "not be a reserved name ('.', '..', '_index')" % key,
+            )
 
 
 class Record:
@@ -836,6 +853,8 @@ def install(cloud):
         cloud.check_image(self, image_id)
         if cloud.control is not None:
             cloud.control.check_capacity(kwargs.get("instance_type"), kwargs.get("instance_market_options"))
+        if (kwargs.get("metadata_options") or {}).get("InstanceMetadataTags") == "enabled":
+            check_imds_tag_keys((kwargs.get("tags") or {}).get("instance", {}))
 
     def launch_after(self, res, image_id, count, user_data, security_group_names, **kwargs):
         # EC2 gives every instance of the call the profile (moto's response associates the first one only)
@@ -870,8 +889,11 @@ def install(cloud):
 
     @functools.wraps(original_metadata_options)
     def metadata_options(self, instance_id, **kwargs):
-        """As EC2: options not given keep their value (moto resets them to None)."""
+        """As EC2: options not given keep their value (moto resets them to None); tags in the metadata only when
+        every tag key of the instance is one IMDS can serve."""
         old = self.get_instance(instance_id).metadata_options
+        if kwargs.get("metadata_tags") == "enabled":
+            check_imds_tag_keys(t["key"] for t in self.get_instance(instance_id).get_tags())
         kept = {
             "http_tokens": old.http_tokens,
             "hop_limit": old.http_put_response_hop_limit,
@@ -898,6 +920,13 @@ def install(cloud):
         after=lambda self, res, ids: cloud.on_stop(res),
     )
     wrap("reboot_instances", after=lambda self, res, ids: cloud.on_reboot(res))
+
+    def tags_before(self, resource_ids, tags):
+        ids = {r for r in resource_ids if str(r).startswith("i-")}
+        if any(i.metadata_options.instance_metadata_tags == "enabled" for i in self.all_instances() if i.id in ids):
+            check_imds_tag_keys(tags)
+
+    wrap("create_tags", before=tags_before)
     wrap(
         "terminate_instances",
         before=cloud.before_terminate,

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet
+from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet, lease
 
 
 @pytest.mark.parametrize(
@@ -79,6 +79,22 @@ def test_user_data_heredoc_marker_cannot_be_closed_by_the_script():
     script = fleet.build_user_data(tricky, 10)
     assert "\nBUILDFARM_USER_DATA_EOF_\n" in script
     assert _sh_syntax_ok(script)
+
+
+def test_user_data_with_a_heartbeat_writes_and_starts_the_lease_watch(tmp_path):
+    plain = fleet.build_user_data("echo hi", 30)
+    script = fleet.build_user_data("echo hi", 30, heartbeat_timeout=10)
+    assert "buildfarm-lease" not in plain and "buildfarm:lease" not in plain
+    watch = script.split("<<'BUILDFARM_LEASE_EOF'\n", 1)[1].split("\nBUILDFARM_LEASE_EOF\n", 1)[0]
+    assert watch == lease.watch_script(10).rstrip("\n")
+    assert "meta-data/tags/instance/buildfarm:lease" in watch and "while sleep 60; do" in watch
+    assert "systemd-run --unit=buildfarm-lease %s" % lease.WATCH_PATH in script
+    assert script.index("buildfarm-lease") < script.index("echo hi")  # the guard first, then the user's script
+    for text in (script, watch):
+        path = tmp_path / "check.sh"
+        path.write_text(text)
+        assert subprocess.run(["sh", "-n", str(path)], check=False).returncode == 0
+    assert lease.check_interval(1) == 10 and lease.renew_interval(1) == 15 and lease.renew_interval(10) == 150
 
 
 def test_user_data_validation():

@@ -61,3 +61,23 @@ def test_check_mode_lists_everything_in_dependency_order_without_a_client():
     deleted = sweep.delete_resources(None, resources, check_mode=True)
     assert list(deleted) == sweep.KINDS
     assert deleted["vpcs"] == ["vpc-1"] and deleted["instances"] == ["i-1"] and sweep.count(deleted) == 2
+
+
+def test_a_lapsed_lease_expires_a_cluster_only_once_its_instances_are_gone():
+    def instance(item_id, cluster, state, lease):
+        return dict(_item(item_id, cluster, "2026-11-24T16:00:00Z", **{"buildfarm:lease": lease}), state=state)
+
+    resources = sweep.empty()
+    resources["vpcs"] = [_item("vpc-%s" % c, c, "2026-11-24T16:00:00Z") for c in ("dead", "stuck", "live", "old")]
+    resources["instances"] = [
+        instance("i-dead-1", "dead", "terminated", "2026-11-24T11:50:00Z"),
+        instance("i-dead-2", "dead", "shutting-down", "2026-11-24T11:55:00Z"),
+        instance("i-stuck", "stuck", "running", "2026-11-24T11:50:00Z"),  # could not read its lease
+        instance("i-live-1", "live", "terminated", "2026-11-24T11:00:00Z"),  # an early one, left behind
+        instance("i-live-2", "live", "terminated", "2026-11-24T12:05:00Z"),  # the newest lease still runs
+        instance("i-old", "old", "terminated", "2026-11-24T13:00:00Z"),
+    ]
+    assert sweep.expired_clusters(resources, now=NOW) == ["dead"]
+    # a terminated instance's own buildfarm:expires does not hold its cluster back (only the lease counts)
+    resources["vpcs"][3]["tags"]["buildfarm:expires"] = "2026-11-24T11:00:00Z"
+    assert sweep.expired_clusters(resources, now=NOW) == ["dead", "old"]
