@@ -79,6 +79,14 @@ options:
     description:
       - AMI id for new instances. Required when instances must be launched.
     type: str
+  instance_profile:
+    description:
+      - Name of the IAM instance profile of new instances (C(IamInstanceProfile)); their software gets the role's
+        temporary credentials from the instance metadata service (for example
+        RV(buildfarm.ec2.instance_profile#module:name)). None when omitted.
+      - A profile made a moment before may be refused by EC2 for some seconds (IAM is eventually consistent): the
+        launch is retried while EC2 says the profile is invalid, for about a minute.
+    type: str
   key_name:
     description:
       - Name of an existing EC2 key pair. When omitted the module creates C(buildfarm-<cluster>) once.
@@ -380,6 +388,7 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         security_group_ids=params["security_group_ids"],
         public_ip=params["public_ip"],
         key_name=result["key_name"],
+        instance_profile=params["instance_profile"],
         user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"]),
         root_device=root_device,
         tags={
@@ -457,6 +466,7 @@ def main():
         ),
         image_id=dict(type="str"),
         key_name=dict(type="str", no_log=False),
+        instance_profile=dict(type="str"),
         user_data=dict(type="str", default=""),
         subnet_id=dict(type="str"),
         security_group_ids=dict(type="list", elements="str", default=[]),
