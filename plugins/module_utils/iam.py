@@ -140,9 +140,12 @@ def ensure(iam, cluster, tags, bucket, prefix, check_mode=False):
 
 
 def _tags_of(iam, kind, name):
+    """The tags of a role or instance profile (its Get call returns them; the List calls do not)."""
     if kind == "role":
-        return bf_tags.to_dict(paginate(iam, "list_role_tags", "Tags", RoleName=name))
-    return bf_tags.to_dict(paginate(iam, "list_instance_profile_tags", "Tags", InstanceProfileName=name))
+        got = _get(iam.get_role, RoleName=name)
+        return bf_tags.to_dict(got["Role"].get("Tags")) if got else {}
+    got = _get(iam.get_instance_profile, InstanceProfileName=name)
+    return bf_tags.to_dict(got["InstanceProfile"].get("Tags")) if got else {}
 
 
 def _owned(iam, kind, name, cluster):
@@ -153,26 +156,23 @@ def describe(iam, cluster=None, run_id=None):
     """The roles and instance profiles under :data:`PATH` that carry the cluster tag (of ``cluster`` and
     ``run_id`` when given): ``{"instance_profiles": [...], "roles": [...]}``, each item with id (the name), arn,
     role, run, expires and tags, as :func:`cluster.describe` gives other resources."""
-    found = {"instance_profiles": [], "roles": []}
-    listings = (
-        ("instance_profiles", "instance profile", "list_instance_profiles", "InstanceProfiles", "InstanceProfileName"),
-        ("roles", "role", "list_roles", "Roles", "RoleName"),
-    )
-    for key, kind, operation, result_key, name_key in listings:
-        for item in paginate(iam, operation, result_key, PathPrefix=PATH):
-            tags = _tags_of(iam, kind, item[name_key])
+    listed = {
+        "instance_profiles": [
+            ("instance profile", p["InstanceProfileName"], p["Arn"])
+            for p in paginate(iam, "list_instance_profiles", "InstanceProfiles", PathPrefix=PATH)
+        ],
+        "roles": [("role", r["RoleName"], r["Arn"]) for r in paginate(iam, "list_roles", "Roles", PathPrefix=PATH)],
+    }
+    found = {key: [] for key in listed}
+    for key, items in listed.items():
+        for kind, name, arn in items:
+            tags = _tags_of(iam, kind, name)
             if not bf_tags.matches(tags, cluster=cluster, run_id=run_id):
                 continue
             fields = bf_tags.parse(tags)
+            expires = bf_tags.format_time(fields["expires"]) if fields["expires"] else None
             found[key].append(
-                {
-                    "id": item[name_key],
-                    "arn": item["Arn"],
-                    "role": fields["role"],
-                    "run": fields["run"],
-                    "expires": bf_tags.format_time(fields["expires"]) if fields["expires"] else None,
-                    "tags": tags,
-                }
+                dict(id=name, arn=arn, role=fields["role"], run=fields["run"], expires=expires, tags=tags)
             )
     return found
 

@@ -13,8 +13,7 @@ description:
     them in dependency order; instances (waiting until terminated), the cluster's IAM instance profiles and roles
     (path C(/buildfarm/); role out of the profile, inline policies, role, profile), volumes, key pairs, security
     groups (rules that reference each other revoked first), subnets, route tables (disassociated first), internet
-    gateways
-    (detached first), VPCs.
+    gateways (detached first), VPCs.
   - Resources that are already gone count as deleted, so a half-made or half-deleted cluster is removed, and a
     second run reports no change.
   - With O(expired_only=true) it deletes only clusters whose every C(buildfarm:expires) tag has passed; O(cluster)
