@@ -165,6 +165,14 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     shown = re.search(r'id="progress" data-remote="(\d+)" data-local="(\d+)"', dom or "")
     assert shown and ">" in dom and "elapsed, compiles" in dom, (dom or "")[-3000:]
 
+    # The build host pushed the outputs itself (the cluster's instance profile, the default): the controller's run
+    # directory got the log and the report, never the outputs.
+    (run_dir,) = (tmp_path / "runs" / "e2e-lua").iterdir()
+    assert {"build.log", "report.json"} <= {p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "outputs.tar.gz").exists() and not (run_dir / "out").exists()
+    assert "TASK [Create the cluster's instance profile]" in out
+    assert re.search(r"TASK \[Push outputs, log, report and manifest\][^\n]*\n[^\n]*-> 198\.18\.", out), out[-3000:]
+
     objects = cloud.objects("buildfarm-e2e", "lua/")
     assert {"lua/bin/lua", "lua/bin/luac", "lua/build.log", "lua/report.json", "lua/manifest.json"} <= set(objects)
     manifest = json.loads(objects["lua/manifest.json"])
