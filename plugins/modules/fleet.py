@@ -81,10 +81,10 @@ options:
     type: str
   instance_profile:
     description:
-      - Name of the IAM instance profile of new instances (C(IamInstanceProfile)); their software gets the role's
-        temporary credentials from the instance metadata service (for example
-        RV(buildfarm.ec2.instance_profile#module:name)). None when omitted.
-      - A profile made a moment before may be refused by EC2 for some seconds (IAM is eventually consistent): the
+      - Name of the IAM instance profile of new instances (C(IamInstanceProfile)), for example the one
+        M(buildfarm.ec2.instance_profile) makes. Software on them gets the role's temporary credentials from the
+        instance metadata service. Without it, new instances have no profile.
+      - A profile made a moment before may be refused by EC2 for some seconds (IAM is eventually consistent), so the
         launch is retried while EC2 says the profile is invalid, for about a minute.
     type: str
   key_name:

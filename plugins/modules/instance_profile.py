@@ -17,7 +17,7 @@ description:
     these credentials (from the instance metadata service), so the outputs never pass through the controller.
   - A later run of a kept cluster updates the policy to its own prefix; an unchanged policy is not rewritten.
   - A role or profile of that name that is not tagged for the cluster is refused.
-  - IAM is eventually consistent; EC2 may refuse a new profile for a few seconds (C(InvalidParameterValue)):
+  - IAM is eventually consistent; EC2 may refuse a new profile for a few seconds (C(InvalidParameterValue)), and
     M(buildfarm.ec2.fleet) retries that.
   - O(state=absent) deletes the profile and the role as the sweep does (role out of the profile, inline policies,
     role, profile); already gone is no change.
