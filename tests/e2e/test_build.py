@@ -522,7 +522,7 @@ def test_bad_parameters_fail_before_any_resource(build, cloud):
     )
 
 
-def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
+def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     """scheduler=slurm: munge + Slurm on every node, the build is an sbatch job on the build host."""
     cloud.bucket("buildfarm-e2e")
     script = (
@@ -539,11 +539,18 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
         outputs=["*.o"],
         build_timeout=300,
         prefix="slurm/",
+        instance_profile=False,  # the controller path: no IAM role, the controller fetches and pushes the outputs
     )
-    rc, out = build(params)
+    rc, out = runner.run("build.yml", params)
     assert rc == 0, out[-8000:]
     objects = cloud.objects("buildfarm-e2e", "slurm/")
     assert "slurm/t.o" in objects
+    (run_dir,) = (runner.tmp_path / "runs" / "e2e-slurm").iterdir()
+    assert (run_dir / "outputs.tar.gz").is_file() and (run_dir / "out" / "t.o").read_bytes() == objects["slurm/t.o"]
+    manifest = json.loads(objects["slurm/manifest.json"])
+    assert {o["key"]: o["sha256"] for o in manifest["objects"]}["slurm/t.o"] == hashlib.sha256(
+        objects["slurm/t.o"]
+    ).hexdigest()
     log = objects["slurm/build.log"].decode()
     assert "job none" not in log and "job " in log, log[-3000:]
     assert cloud.leftovers("e2e-slurm") == {}
