@@ -57,8 +57,10 @@ unit: venv collection
 integration: venv collection engine
 	$(BIN)/pytest -n 2 --dist loadfile tests/integration
 
+# Two xdist workers, each with a local cloud of its own (own state dir, API port, internet network); every test has
+# its own cluster and VPC, so tests do not meet.
 e2e: venv collection engine
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -n 2 --dist load tests/e2e
 
 molecule: venv collection engine
 	tools/test/molecule-all.sh

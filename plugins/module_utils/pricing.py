@@ -288,9 +288,17 @@ def _end_of(instance, until):
     return until, state in ("pending", "running", "stopping", "shutting-down")
 
 
-def report(ec2, prices, cluster, run_id=None, until=None):
+def _billed_from(start, since):
+    """When billing starts for this report: the resource's own start, or ``since`` when it was there before."""
+    return max(start, since) if since else start
+
+
+def report(ec2, prices, cluster, run_id=None, until=None, since=None):
     """What the cluster's instances, volumes, public addresses and NAT gateways cost up to ``until`` (a UTC
-    datetime, default now), a line each, with the total and the current rate (``usd_per_hour``)."""
+    datetime, default now), a line each, with the total and the current rate (``usd_per_hour``).
+
+    ``since`` (a UTC datetime): only what was billed from then on - a run's share of a kept cluster that an earlier
+    run launched; a resource that was gone by then is left out."""
     until = until or datetime.now(timezone.utc)
     tag_filters = bf_tags.filters(cluster=cluster, run_id=run_id)
     reservations = paginate(ec2, "describe_instances", "Reservations", Filters=tag_filters)
@@ -300,7 +308,9 @@ def report(ec2, prices, cluster, run_id=None, until=None):
     items, rate = [], 0.0
     for instance in instances:
         end, running = _end_of(instance, until)
-        seconds = billed_seconds(instance["LaunchTime"], end)
+        if since and end <= since:
+            continue
+        seconds = billed_seconds(_billed_from(instance["LaunchTime"], since), end)
         spot = instance.get("InstanceLifecycle") == "spot"
         zone = instance.get("Placement", {}).get("AvailabilityZone")
         itype = instance["InstanceType"]
@@ -322,7 +332,7 @@ def report(ec2, prices, cluster, run_id=None, until=None):
         volumes.update({v["VolumeId"]: v for v in paginate(ec2, "describe_volumes", "Volumes", Filters=attached)})
     for volume in sorted(volumes.values(), key=lambda v: (v["CreateTime"], v["VolumeId"])):
         usd = prices.volume(volume["VolumeType"])
-        seconds = billed_seconds(volume["CreateTime"], until)
+        seconds = billed_seconds(_billed_from(volume["CreateTime"], since), until)
         items.append(
             _item("volume", usd, seconds, volume["Size"], id=volume["VolumeId"], volume_type=volume["VolumeType"])
         )
@@ -330,12 +340,11 @@ def report(ec2, prices, cluster, run_id=None, until=None):
     gateways = paginate(ec2, "describe_nat_gateways", "NatGateways", Filter=tag_filters)
     for gateway in gateways:
         deleted = gateway.get("DeleteTime") if gateway["State"] in ("deleting", "deleted") else None
+        if since and deleted and deleted <= since:
+            continue
         usd = prices.nat_gateway()
-        items.append(
-            _item(
-                "nat_gateway", usd, billed_seconds(gateway["CreateTime"], deleted or until), id=gateway["NatGatewayId"]
-            )
-        )
+        seconds = billed_seconds(_billed_from(gateway["CreateTime"], since), deleted or until)
+        items.append(_item("nat_gateway", usd, seconds, id=gateway["NatGatewayId"]))
         rate += 0.0 if deleted else usd["usd"]
     result = _totals(items)
     result["usd_per_hour"] = round(rate, 6)

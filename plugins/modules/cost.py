@@ -37,6 +37,11 @@ options:
     description:
       - With C(mode=report), only the resources of this run (the C(buildfarm:run) tag).
     type: str
+  since:
+    description:
+      - With C(mode=report), bill only from this UTC time on (ISO 8601, as C(buildfarm:expires)); resources that
+        were gone by then are left out. A run's share of the cluster, kept nodes of an earlier run included.
+    type: str
   roles:
     description: With C(mode=estimate), what would be launched.
     type: list
@@ -191,8 +196,9 @@ def errors_of(params):
     errors = []
     if params["mode"] == "estimate" and params["seconds"] <= 0:
         errors.append("seconds must be positive, got %d" % params["seconds"])
-    if params["until"] is not None and bf_tags.parse_time(params["until"]) is None:
-        errors.append("until must be a UTC time such as 2026-11-24T22:00:00Z, got %s" % params["until"])
+    for name in ("until", "since"):
+        if params[name] is not None and bf_tags.parse_time(params[name]) is None:
+            errors.append("%s must be a UTC time such as 2026-11-24T22:00:00Z, got %s" % (name, params[name]))
     for role in params["roles"]:
         if role["count"] < 0 or role["volume_size"] < 0:
             errors.append("roles (%s): count and volume_size must not be negative" % role["name"])
@@ -209,6 +215,7 @@ def main():
         seconds=dict(type="int", default=3600),
         public_ip=dict(type="bool", default=False),
         until=dict(type="str"),
+        since=dict(type="str"),
         prices=dict(type="dict", default={}),
         cache_path=dict(type="path"),
         cache_ttl=dict(type="int", default=pricing.CACHE_TTL),
@@ -232,7 +239,8 @@ def main():
             result = pricing.estimate(prices, params["roles"], params["seconds"], params["public_ip"])
         else:
             until = bf_tags.parse_time(params["until"]) if params["until"] else None
-            result = pricing.report(ec2, prices, params["cluster"], params["run_id"], until)
+            since = bf_tags.parse_time(params["since"]) if params["since"] else None
+            result = pricing.report(ec2, prices, params["cluster"], params["run_id"], until, since)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         module.fail_json_aws(e, msg="Failed to price cluster %s" % (params["cluster"] or "(estimate)"))
     module.exit_json(changed=False, price_errors=prices.errors, **result)

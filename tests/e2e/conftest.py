@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -56,12 +57,16 @@ def _debian_source(request, package):
     The version fetched is printed in the session's output. A failed fetch is the mirror's failure, not the
     product's: the tests that need the sources error with the script's own reason."""
     dest = ROOT / "build" / "e2e" / "sources"
-    out = subprocess.run(
-        [str(ROOT / "examples" / "fetch-debian-source.sh"), package, str(dest)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    dest.mkdir(parents=True, exist_ok=True)
+    # The suite runs in two xdist workers, each with its own session: one fetch at a time, the second finds it done.
+    with open(dest / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = subprocess.run(
+            [str(ROOT / "examples" / "fetch-debian-source.sh"), package, str(dest)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if out.returncode != 0:
         pytest.fail(
             "the Debian mirror could not provide the sources of %s (a mirror failure, not a product failure):\n%s"
@@ -112,6 +117,16 @@ class Cloud:
             for obj in page.get("Contents", []):
                 result[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         return result
+
+    def spot_capacity(self, instance_types, available):
+        """The local cloud's spot control (docs/localcloud.md, `localcloud.sh spot refuse|allow TYPE...`)."""
+        action = "allow" if available else "refuse"
+        env = dict(os.environ, BUILDFARM_LOCALCLOUD_DIR=self.env["BUILDFARM_LOCALCLOUD_DIR"])
+        proc = subprocess.run(
+            [str(LOCALCLOUD), "spot", action, *instance_types], env=env, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
 
     def leftovers(self, cluster):
         """Every resource still tagged with the cluster (terminated instances excluded), plus its containers."""

@@ -216,6 +216,19 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert cost["total_usd"] == round(sum(i["cost_usd"] for i in cost["nodes"] + cost["items"]), 6)
     assert report["estimated_cost_usd"] == cost["total_usd"] > 0 and cost["price_errors"] == []
     assert "cost $%.4f until %s" % (cost["total_usd"], cost["billed_until"]) in out
+    # The speedup model from what the build measured: the two ready builders' distccd CPU, the build host's CPU and
+    # cores, the build's wall time; the model reproduces this run and recommends a count for the next one.
+    model = report["speedup"]
+    fractions = model["fractions"]
+    assert fractions["builders"] == 2 and fractions["server_cores"] == fractions["client_cores"] == 2, model
+    assert fractions["server_cpu"] > 0 and fractions["client_cpu"] > 0 and 0 < fractions["wall"] <= 900, model
+    at_two = {p["builders"]: p["seconds"] for p in model["curve"]}[2]
+    assert abs(at_two - fractions["wall"]) <= 0.2, model
+    recommended = model["recommended"]
+    assert 1 <= recommended["builders"] <= 64 and recommended["cost_usd"] > 0, model
+    assert (
+        "next run: %d builder(s) predicted %s s of build" % (recommended["builders"], recommended["seconds"]) in out
+    ), out[-3000:]
 
     log = objects["lua/build.log"].decode()
     # distcc's own trace: compiles were sent to both builders, none fell back to local compilation.
@@ -523,7 +536,10 @@ def test_bad_parameters_fail_before_any_resource(build, cloud):
 
 
 def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
-    """scheduler=slurm: munge + Slurm on every node, the build is an sbatch job on the build host."""
+    """scheduler=slurm: munge + Slurm on every node, the build is an sbatch job on the build host. The builders are
+    asked for as spot while EC2 (the local cloud's spot control) has no spot capacity of their type: they fall back to
+    on-demand and the report says which nodes are which. The outputs take the controller path (instance_profile:
+    false)."""
     cloud.bucket("buildfarm-e2e")
     script = (
         "#!/bin/bash\n"
@@ -539,10 +555,16 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
         outputs=["*.o"],
         build_timeout=300,
         prefix="slurm/",
+        spot=True,
         instance_profile=False,  # the controller path: no IAM role, the controller fetches and pushes the outputs
     )
-    rc, out = runner.run("build.yml", params)
+    cloud.spot_capacity([BASE["builder_type"]], available=False)
+    try:
+        rc, out = runner.run("build.yml", params)
+    finally:
+        cloud.spot_capacity([BASE["builder_type"]], available=True)
     assert rc == 0, out[-8000:]
+    assert "spot launch refused (InsufficientInstanceCapacity: " in out
     objects = cloud.objects("buildfarm-e2e", "slurm/")
     assert "slurm/t.o" in objects
     (run_dir,) = (runner.tmp_path / "runs" / "e2e-slurm").iterdir()
@@ -551,9 +573,46 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     assert {o["key"]: o["sha256"] for o in manifest["objects"]}["slurm/t.o"] == hashlib.sha256(
         objects["slurm/t.o"]
     ).hexdigest()
+    report = json.loads(objects["slurm/report.json"])
+    assert sorted(report["lifecycle"].values()) == ["on-demand", "on-demand"]
+    assert [f["role"] for f in report["spot_fallbacks"]] == ["builder"]
+    assert report["spot_fallbacks"][0]["reason"].startswith("InsufficientInstanceCapacity: There is no Spot capacity")
     log = objects["slurm/build.log"].decode()
     assert "job none" not in log and "job " in log, log[-3000:]
     assert cloud.leftovers("e2e-slurm") == {}
+
+
+def test_spot_refused_without_fallback_fails_before_configuring(build, cloud):
+    """spot_fallback=false and no spot capacity for the builder type: the run fails at the launch, names the type and
+    EC2's code, launches nothing on-demand and leaves nothing."""
+    cloud.bucket("buildfarm-e2e")
+    params = cluster_params(
+        "e2e-nospot",
+        99,
+        spot=True,
+        spot_fallback=False,
+        build_script_content="exit 0",
+        outputs=["*.o"],
+        prefix="nospot/",
+        build_timeout=300,
+    )
+    cloud.spot_capacity([BASE["builder_type"]], available=False)
+    try:
+        rc, out = build(params)
+    finally:
+        cloud.spot_capacity([BASE["builder_type"]], available=True)
+    assert rc != 0
+    assert "EC2 refused the spot launch of 1 %s (InsufficientInstanceCapacity: " % BASE["builder_type"] in out
+    assert "spot_fallback is false" in out
+    assert "TASK [Wait until the node answers over SSH]" not in out
+    builders = cloud.client("ec2").describe_instances(
+        Filters=[
+            {"Name": "tag:buildfarm:cluster", "Values": ["e2e-nospot"]},
+            {"Name": "tag:buildfarm:role", "Values": ["builder"]},
+        ]
+    )["Reservations"]
+    assert builders == []
+    assert cloud.leftovers("e2e-nospot") == {}
 
 
 def _instances_ever(cloud, cluster):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -322,6 +323,61 @@ def test_the_report_and_the_summary_have_a_line_per_node_and_the_total(priced, t
     ), summary
 
 
+def test_a_run_on_a_kept_cluster_pays_its_share_from_its_start(priced, tmp_path):
+    """report with since (the run's start): the kept node an earlier run launched is billed from then on, a node
+    that was terminated before then is left out (tasks/budget.yml and tasks/report.yml price a run this way)."""
+    ec2 = priced.client("ec2")
+
+    def launch(name):
+        return ec2.run_instances(
+            ImageId="ami-12c6146b",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.small",
+            TagSpecifications=bf_tags.tag_specifications(
+                "instance", dict(bf_tags.cluster_tags("cost-k", role="host", run_id="r0"), Name=name)
+            ),
+        )["Instances"][0]
+
+    gone = launch("gone")
+    ec2.terminate_instances(InstanceIds=[gone["InstanceId"]])
+    kept = launch("kept")
+    reason = ec2.describe_instances(InstanceIds=[gone["InstanceId"]])["Reservations"][0]["Instances"][0]
+    ended = bf_tags.parse_time(
+        re.search(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", reason["StateTransitionReason"]).group(1).replace(" ", "T")
+        + "Z"
+    )
+    since = max(kept["LaunchTime"], ended) + timedelta(seconds=1)
+    until = since + timedelta(seconds=300)
+    tasks = """
+    - name: Share
+      buildfarm.ec2.cost:
+        cluster: cost-k
+        since: "{{ since }}"
+        until: "{{ until }}"
+        cache_path: "{{ cache }}"
+      register: share
+    - name: Bad since
+      buildfarm.ec2.cost:
+        cluster: cost-k
+        since: yesterday
+      register: bad
+      ignore_errors: true
+"""
+    extra = {
+        "since": bf_tags.format_time(since),
+        "until": bf_tags.format_time(until),
+        "cache": str(tmp_path / "p.json"),
+    }
+    rc, parsed, out = _play(priced, tmp_path, tasks, extra)
+    assert rc == 0, out[-4000:]
+    share = _task(parsed, "Share")
+    nodes = [i for i in share["items"] if i["kind"] == "instance"]
+    assert [(n["id"], n["seconds"]) for n in nodes] == [(kept["InstanceId"], 300)]
+    assert nodes[0]["cost_usd"] == round(300 / 3600 * float(OD["t3.small"]), 6)
+    assert "since must be a UTC time such as 2026-11-24T22:00:00Z, got yesterday" in _task(parsed, "Bad since")["msg"]
+
+
 def pricing_seconds(instance, until):
     return int((bf_tags.parse_time(until) - instance["LaunchTime"]).total_seconds())
 
@@ -347,7 +403,7 @@ def test_the_budget_left_in_seconds_at_the_launched_rate(priced, tmp_path, budge
     group/buildfarm.ec2.aws:
       endpoint_url: "{{{{ lookup('env', 'AWS_ENDPOINT_URL') }}}}"
       region: us-east-1
-  vars: {{cluster: cost-b, buildfarm_run_id: r1, work_dir: "{tmp_path}"}}
+  vars: {{cluster: cost-b, buildfarm_run_id: r1, buildfarm_run_started: "2000-01-01T00:00:00Z", work_dir: "{tmp_path}"}}
   tasks:
     - name: Budget
       ansible.builtin.import_tasks: "{ROOT}/playbooks/tasks/budget.yml"
