@@ -89,7 +89,8 @@ def test_a_kept_file_is_one_put_that_s3_verifies_with_any_s3transfer(aws, old_s3
     sent = []
     s3.meta.events.register("before-send.s3.PutObject", lambda request, **kwargs: sent.append(dict(request.headers)))
     counter, slots = artifacts._Counter(), artifacts.threading.BoundedSemaphore(1)
-    slots.acquire()  # pylint: disable=consider-using-with (released by the upload's subscriber)
+    # released by the upload's subscriber
+    slots.acquire()  # pylint: disable=consider-using-with
     with (OldTransferManager if old_s3transfer else TransferManager)(s3, TransferConfig()) as manager:
         artifacts.start_upload(manager, "kept-files", entry, data, {}, counter, slots).result()
     got = s3.get_object(Bucket="kept-files", Key="p/t.c", ChecksumMode="ENABLED")
