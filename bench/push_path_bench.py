@@ -7,17 +7,18 @@ Runs playbooks/build.yml twice on one local cloud (its own state dir and port), 
 - controller (``instance_profile: false``): the build host packs the outputs, the controller fetches the tarball
   over SSH and pushes it to S3.
 
-For each run it records the bytes the controller exchanged with the nodes (the counters of the local cloud's
-internet bridge, the only way between the controller and the nodes' public addresses: SSH, the dashboard tunnel),
-what the controller's run directory holds, the bytes under the run's S3 prefix and the wall time.
+For each run it records the bytes of the controller's SSH connections to the cluster's nodes (Ansible, the
+fetch of the controller path, the dashboard tunnel), counted by the host's packet filter per connection
+(tests/ssh_traffic.py: the interface counters cannot tell them from the build host's own uploads to the local
+S3, which leave by the same subnet bridge), what the controller's run directory holds, the bytes under the run's
+S3 prefix and the wall time. Needs root (iptables).
 
-    flock /tmp/bf-docker.lock .venv/bin/python bench/push_path_bench.py --size 256MiB --out /tmp/push-path.md
+    make collection engine && .venv/bin/python bench/push_path_bench.py --size 256MiB --out build/bench/push-path.md
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import subprocess
@@ -29,6 +30,9 @@ from pathlib import Path
 import boto3
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.ssh_traffic import SshTraffic  # noqa: E402 (the counter the e2e Lua test uses)
+
 LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
 BUCKET = "buildfarm-bench"
 
@@ -39,23 +43,6 @@ def parse_size(text):
         if text.endswith(unit):
             return int(float(text[: -len(unit)]) * factor)
     return int(text)
-
-
-def bridge_of(cidr):
-    """The host interface holding the .1 of the local cloud's internet network."""
-    gateway = str(next(ipaddress.ip_network(cidr).hosts()))
-    for line in subprocess.run(
-        ["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True
-    ).stdout.splitlines():
-        fields = line.split()
-        if fields[3].split("/")[0] == gateway:
-            return fields[1]
-    raise RuntimeError("no interface holds %s" % gateway)
-
-
-def counters(interface):
-    base = Path("/sys/class/net") / interface / "statistics"
-    return {name: int((base / name).read_text()) for name in ("rx_bytes", "tx_bytes")}
 
 
 def s3_client(env):
@@ -89,25 +76,25 @@ def run_build(env, workdir, mode, size, net):
     }
     path = workdir / ("params-%s.json" % mode)
     path.write_text(json.dumps(params))
-    bridge = bridge_of(env["BUILDFARM_LOCALCLOUD_INTERNET_CIDR"])
     child = dict(os.environ, **env)
     child.update(
         ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"), ANSIBLE_PYTHON_INTERPRETER=sys.executable
     )
-    before, started = counters(bridge), time.monotonic()
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(ROOT / "playbooks" / "build.yml"),
-            "-e",
-            "@%s" % path,
-        ],
-        env=child,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds, after = time.monotonic() - started, counters(bridge)
+    with SshTraffic(params["subnet_cidr"]) as traffic:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                str(ROOT / "playbooks" / "build.yml"),
+                "-e",
+                "@%s" % path,
+            ],
+            env=child,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds, ssh = time.monotonic() - started, traffic.read()
     if proc.returncode:
         raise RuntimeError("build.yml (%s) failed:\n%s" % (mode, proc.stdout[-5000:]))
     run_dir = workdir / "runs" / cluster / params["run_id"]
@@ -117,9 +104,9 @@ def run_build(env, workdir, mode, size, net):
     return {
         "mode": mode,
         "seconds": round(seconds, 1),
-        # rx: what the host received from the nodes on the bridge, tx: what it sent them
-        "from_nodes": after["rx_bytes"] - before["rx_bytes"],
-        "to_nodes": after["tx_bytes"] - before["tx_bytes"],
+        # the controller's SSH connections: what the nodes sent it, what it sent them (IP bytes)
+        "from_nodes": ssh["from_nodes"],
+        "to_nodes": ssh["to_nodes"],
         "run_dir": sorted(p.name for p in run_dir.iterdir()),
         "run_dir_bytes": sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()),
         "s3_bytes": sum(o["Size"] for o in listed),
@@ -149,7 +136,23 @@ def render(results, size):
                 r["seconds"],
             )
         )
+    by_mode = {r["mode"]: r for r in results}
+    if {"direct", "controller"} <= set(by_mode):
+        direct, controller = by_mode["direct"], by_mode["controller"]
+        lines += [
+            "",
+            "| controller path / direct path | ratio |",
+            "|---|---:|",
+            "| controller <- nodes bytes | %s |" % _ratio(controller["from_nodes"], direct["from_nodes"]),
+            "| controller -> nodes bytes | %s |" % _ratio(controller["to_nodes"], direct["to_nodes"]),
+            "| controller run dir bytes | %s |" % _ratio(controller["run_dir_bytes"], direct["run_dir_bytes"]),
+            "| wall time | %s |" % _ratio(controller["seconds"], direct["seconds"]),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _ratio(a, b):
+    return "%.2fx" % (a / b) if b else "-"
 
 
 def main():
@@ -184,6 +187,7 @@ def main():
     print(table, end="")
     print(json.dumps(results, indent=1))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(table)
 
 
