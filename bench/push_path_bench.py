@@ -65,6 +65,7 @@ def run_build(env, workdir, mode, size, net):
         "builders": 1,
         "bucket": BUCKET,
         "max_lifetime": 60,
+        "build_timeout": 600,  # (with the default ready_timeout, within max_lifetime)
         "vpc_cidr": "10.%d.0.0/16" % net,
         "subnet_cidr": "10.%d.0.0/24" % net,
         "ssh_cidr": env["BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"],
