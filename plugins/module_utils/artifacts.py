@@ -511,8 +511,13 @@ def start_upload(manager, bucket, entry, data, params, counter, slots):
     memory slot when done; otherwise the file from disk, multipart with a CRC32 per part. Returns the future."""
     extra = upload_extra_args(params, entry["sha256"], entry["name"])
     if data is not None:
-        # A single PUT: S3 verifies the body against our sha256 (and botocore need not compute a CRC).
-        extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(entry["sha256"])).decode()
+        # A single PUT: S3 verifies the body against our sha256 (and botocore need not compute a CRC). An older
+        # s3transfer (before 0.11, as Debian 12's python3-s3transfer 0.6 on a build host) refuses a full-object
+        # checksum in ExtraArgs: botocore then computes the same sha256 (ChecksumAlgorithm) and S3 verifies it.
+        if "ChecksumSHA256" in getattr(manager, "ALLOWED_UPLOAD_ARGS", ()):
+            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(entry["sha256"])).decode()
+        else:
+            extra["ChecksumAlgorithm"] = "SHA256"
         return manager.upload(io.BytesIO(data), bucket, entry["key"], extra, [_Done(counter, slots)])
     extra["ChecksumAlgorithm"] = "CRC32"  # S3 verifies every part, whatever the client's checksum defaults
     return manager.upload(entry["path"], bucket, entry["key"], extra, [_Done(counter, None)])

@@ -28,10 +28,11 @@ RETRY = AWSRetry.jittered_backoff(
     ],
 )
 
-# Deletes retry throttling and the dependencies AWS releases a little after an instance is gone (ENIs), but
-# not NotFound: RETRY treats NotFound as eventual consistency, which would make an already-gone resource slow.
+# Deletes retry throttling and the dependencies AWS releases a little after an instance is gone (ENIs, an IAM
+# role still in a profile), but not NotFound: RETRY treats NotFound as eventual consistency, which would make an
+# already-gone resource slow.
 DELETE_RETRY = AWSRetry.jittered_backoff(
-    retries=10, delay=2, max_delay=30, catch_extra_error_codes=["DependencyViolation", "VolumeInUse"]
+    retries=10, delay=2, max_delay=30, catch_extra_error_codes=["DependencyViolation", "VolumeInUse", "DeleteConflict"]
 )
 
 # A delete whose target is already gone has done its job.
@@ -52,8 +53,37 @@ GONE_CODES = frozenset(
         "InvalidAMIID.NotFound",
         "InvalidAMIID.Unavailable",
         "InvalidSnapshot.NotFound",
+        "NoSuchEntity",  # IAM
     ]
 )
+
+
+def profile_not_visible(error):
+    """True when EC2 refused an instance profile it does not see yet (IAM is eventually consistent: a new profile
+    may be refused for some seconds with ``InvalidParameterValue`` naming ``iamInstanceProfile``)."""
+    message = getattr(error, "response", {}).get("Error", {}).get("Message", "")
+    return error_code(error) == "InvalidParameterValue" and "iaminstanceprofile" in message.lower()
+
+
+def profile_retry(method, attempts=8, delay=2.0, max_delay=20.0):
+    """``method`` retried with jittered backoff while :func:`profile_not_visible` (about a minute at most); any
+    other error is raised at once."""
+    import random
+    import time
+
+    import botocore
+
+    def call(**kwargs):
+        for attempt in range(attempts):
+            try:
+                return method(**kwargs)
+            except botocore.exceptions.ClientError as e:
+                if attempt == attempts - 1 or not profile_not_visible(e):
+                    raise
+            time.sleep(random.uniform(0.5, 1.0) * min(max_delay, delay * 2**attempt))  # noqa: S311 (jitter)
+        return None
+
+    return call
 
 
 def error_code(error):

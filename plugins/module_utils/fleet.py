@@ -15,7 +15,7 @@ import time
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
-from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import error_code, paginate
+from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import error_code, paginate, profile_retry
 
 try:
     import botocore
@@ -261,7 +261,11 @@ def run_instances(ec2, role, count, launch):
     )
     if launch.get("key_name"):
         kwargs["KeyName"] = launch["key_name"]
+    if launch.get("instance_profile"):
+        kwargs["IamInstanceProfile"] = {"Name": launch["instance_profile"]}
     kwargs.update(network_interface(launch))
+    # A profile made just before may not be visible to EC2 yet: RunInstances is retried while it is refused.
+    run = profile_retry(ec2.run_instances)
     if role.get("volume_size"):
         kwargs["BlockDeviceMappings"] = [
             {
@@ -283,7 +287,7 @@ def run_instances(ec2, role, count, launch):
         }
         try:
             # ClientToken: a retried call (throttling) cannot launch the role twice.
-            response = ec2.run_instances(aws_retry=True, ClientToken=client_token(launch, role, "spot"), **spot)
+            response = run(aws_retry=True, ClientToken=client_token(launch, role, "spot"), **spot)
             return [i["InstanceId"] for i in response["Instances"]], None
         except botocore.exceptions.ClientError as e:
             code = error_code(e)
@@ -296,7 +300,7 @@ def run_instances(ec2, role, count, launch):
                     "launched on-demand; try another builder type, later, or allow the fallback"
                     % (role["name"], count, role["type"], fallback)
                 ) from None
-    response = ec2.run_instances(aws_retry=True, ClientToken=client_token(launch, role, "on-demand"), **kwargs)
+    response = run(aws_retry=True, ClientToken=client_token(launch, role, "on-demand"), **kwargs)
     return [i["InstanceId"] for i in response["Instances"]], fallback
 
 

@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Delete what a cluster owns, in dependency order, treating already-gone as success.
 
-Order: instances (wait terminated), volumes, key pairs, security groups (cross references revoked first),
-subnets, route tables (disassociated first), internet gateways (detached first), VPCs. The selection helpers
+Order: instances (wait terminated), the instance profiles and roles (:func:`iam.delete`), volumes, key pairs,
+security groups (cross references revoked first), subnets, route tables (disassociated first), internet gateways
+(detached first), VPCs. The selection helpers
 are pure; :func:`delete_resources` is shared with the network module's ``state=absent``.
 """
 
@@ -11,12 +12,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import iam as bf_iam
 from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import delete_call, paginate
 
 KINDS = [
     "instances",
+    "instance_profiles",
+    "roles",
     "volumes",
     "key_pairs",
     "security_groups",
@@ -146,8 +150,9 @@ def _delete_gateway(ec2, gateway):
     return delete_call(ec2.delete_internet_gateway, InternetGatewayId=gateway["id"])
 
 
-def delete_resources(ec2, resources, check_mode, wait=True):
-    """Delete ``resources`` (a :func:`cluster.describe`-shaped dict) in dependency order.
+def delete_resources(ec2, resources, check_mode, wait=True, iam=None):
+    """Delete ``resources`` (a :func:`cluster.describe`-shaped dict, with :func:`iam.describe`'s kinds when ``iam``,
+    the IAM client, is given) in dependency order.
 
     Returns the ids deleted by kind; in check mode the ids that would be deleted, and nothing is called.
     """
@@ -159,6 +164,12 @@ def delete_resources(ec2, resources, check_mode, wait=True):
     if resources.get("instances"):
         live = [i["id"] for i in resources["instances"] if i.get("state") != "terminated"]
         deleted["instances"] = bf_instances.terminate(ec2, live, wait)
+    if iam is not None and (resources.get("instance_profiles") or resources.get("roles")):
+        deleted["instance_profiles"], deleted["roles"] = bf_iam.delete(
+            iam,
+            [p["id"] for p in resources.get("instance_profiles", [])],
+            [r["id"] for r in resources.get("roles", [])],
+        )
     deleted["volumes"] = _delete_volumes(ec2, resources.get("volumes", []), wait)
     for pair in resources.get("key_pairs", []):
         if delete_call(ec2.delete_key_pair, KeyName=pair["name"]):

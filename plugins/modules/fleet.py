@@ -83,6 +83,14 @@ options:
     description:
       - AMI id for new instances. Required when instances must be launched.
     type: str
+  instance_profile:
+    description:
+      - Name of the IAM instance profile of new instances (C(IamInstanceProfile)), for example the one
+        M(buildfarm.ec2.instance_profile) makes. Software on them gets the role's temporary credentials from the
+        instance metadata service. Without it, new instances have no profile.
+      - A profile made a moment before may be refused by EC2 for some seconds (IAM is eventually consistent), so the
+        launch is retried while EC2 says the profile is invalid, for about a minute.
+    type: str
   key_name:
     description:
       - Name of an existing EC2 key pair. When omitted the module creates C(buildfarm-<cluster>) once.
@@ -395,6 +403,7 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         security_group_ids=params["security_group_ids"],
         public_ip=params["public_ip"],
         key_name=result["key_name"],
+        instance_profile=params["instance_profile"],
         user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"], params["heartbeat_timeout"]),
         lease=bf_lease.lease_until(params["heartbeat_timeout"]) if params["heartbeat_timeout"] else None,
         root_device=root_device,
@@ -473,6 +482,7 @@ def main():
         ),
         image_id=dict(type="str"),
         key_name=dict(type="str", no_log=False),
+        instance_profile=dict(type="str"),
         user_data=dict(type="str", default=""),
         subnet_id=dict(type="str"),
         security_group_ids=dict(type="list", elements="str", default=[]),

@@ -10,9 +10,10 @@ short_description: Delete everything a build cluster owns, or every expired clus
 version_added: 1.0.0
 description:
   - Finds resources by the C(buildfarm:cluster) tag (optionally only one run's C(buildfarm:run) tag) and deletes
-    them in dependency order; instances (waiting until terminated), volumes, key pairs, security groups (rules
-    that reference each other revoked first), subnets, route tables (disassociated first), internet gateways
-    (detached first), VPCs.
+    them in dependency order; instances (waiting until terminated), the cluster's IAM instance profiles and roles
+    (path C(/buildfarm/); role out of the profile, inline policies, role, profile), volumes, key pairs, security
+    groups (rules that reference each other revoked first), subnets, route tables (disassociated first), internet
+    gateways (detached first), VPCs.
   - Resources that are already gone count as deleted, so a half-made or half-deleted cluster is removed, and a
     second run reports no change.
   - With O(expired_only=true) it deletes only clusters whose every C(buildfarm:expires) tag has passed, or whose
@@ -84,6 +85,14 @@ deleted:
       description: Instance ids.
       type: list
       elements: str
+    instance_profiles:
+      description: Names of IAM instance profiles.
+      type: list
+      elements: str
+    roles:
+      description: Names of IAM roles.
+      type: list
+      elements: str
     volumes:
       description: Volume ids (root volumes that go with their instances are not listed after a real run).
       type: list
@@ -112,7 +121,8 @@ deleted:
       description: VPC ids.
       type: list
       elements: str
-  sample: {"instances": ["i-0123456789abcdef0"], "volumes": [], "key_pairs": [], "security_groups": [],
+  sample: {"instances": ["i-0123456789abcdef0"], "instance_profiles": ["buildfarm-demo"], "roles": ["buildfarm-demo"],
+           "volumes": [], "key_pairs": [], "security_groups": [],
            "subnets": [], "route_tables": [], "internet_gateways": [], "vpcs": ["vpc-0123456789abcdef0"]}
 count:
   description: Number of resources deleted (would be, in check mode).
@@ -134,6 +144,7 @@ kept:
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import aws
 from ansible_collections.buildfarm.ec2.plugins.module_utils import cluster as bf_cluster
+from ansible_collections.buildfarm.ec2.plugins.module_utils import iam as bf_iam
 from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import sweep as bf_sweep
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
@@ -157,6 +168,7 @@ def main():
         module.fail_json(msg="cluster is required unless expired_only=true: name the cluster to delete")
 
     ec2 = aws.client(module, "ec2")
+    iam = aws.client(module, "iam")
     try:
         clusters = None
         if params["expired_only"]:
@@ -164,9 +176,10 @@ def main():
             seen = bf_cluster.describe(ec2, params["cluster"], params["run_id"], states=bf_instances.EVERY)
             clusters = bf_sweep.expired_clusters(seen)
         found = bf_cluster.describe(ec2, params["cluster"], params["run_id"])
+        found.update(bf_iam.describe(iam, params["cluster"], params["run_id"]))
         chosen, kept = bf_sweep.select(found, clusters, params["delete_kept"])
         swept = sorted({item["tags"].get(bf_tags.TAG_CLUSTER) for items in chosen.values() for item in items} - {None})
-        deleted = bf_sweep.delete_resources(ec2, chosen, module.check_mode, params["wait"])
+        deleted = bf_sweep.delete_resources(ec2, chosen, module.check_mode, params["wait"], iam=iam)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         module.fail_json_aws(e, msg="Failed to sweep %s" % (params["cluster"] or "the expired clusters"))
     total = bf_sweep.count(deleted)

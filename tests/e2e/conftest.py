@@ -144,7 +144,17 @@ class Cloud:
             "security_groups": [g["GroupId"] for g in ec2.describe_security_groups(Filters=tag)["SecurityGroups"]],
             "volumes": [v["VolumeId"] for v in ec2.describe_volumes(Filters=tag)["Volumes"]],
             "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tag)["KeyPairs"]],
+            "instance_profiles": [],
+            "roles": [],
         }
+        iam, mark = self.client("iam"), {"Key": "buildfarm:cluster", "Value": cluster}
+        for profile in iam.list_instance_profiles()["InstanceProfiles"]:
+            name = profile["InstanceProfileName"]
+            if mark in iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"].get("Tags", []):
+                found["instance_profiles"].append(name)
+        for role in iam.list_roles()["Roles"]:
+            if mark in iam.get_role(RoleName=role["RoleName"])["Role"].get("Tags", []):
+                found["roles"].append(role["RoleName"])
         return {k: v for k, v in found.items() if v}
 
 

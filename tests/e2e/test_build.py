@@ -24,6 +24,7 @@ from tests import processes
 from tests.e2e.conftest import BASE_IMAGE
 from tests.networks import users_network
 from tests.pricing_server import fixture as price_fixture
+from tests.ssh_traffic import SshTraffic
 
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,9 +136,13 @@ def test_bake_makes_one_clean_image_and_finds_it_again(baked, cloud):
     assert [i["ImageId"] for i in images["Images"]] == [image["ImageId"]]
 
 
+BLOB_BYTES = 32 * 1024 * 1024  # incompressible outputs of the Lua build beside the binaries (the direct push)
+
+
 def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     """Three builders, one of which fails its configuration (distcc cannot be installed): min_builders=2, so the
-    build runs on the other two and the report lists the third with its reason."""
+    build runs on the other two and the report lists the third with its reason. The build host pushes the outputs
+    (the cluster's instance profile, the default): their bytes never pass the controller's SSH connections."""
     cloud.bucket("buildfarm-e2e")
     params = cluster_params(
         "e2e-lua",
@@ -150,8 +155,10 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
             'make -j"$BUILDFARM_JOBS" CC="$CC" linux\n'
             'mkdir -p "$BUILDFARM_OUTPUT_DIR/bin"\ncp src/lua src/luac "$BUILDFARM_OUTPUT_DIR/bin/"\n'
             "[ \"$(src/lua -e 'print(6*7)')\" = 42 ] || build_failed 'lua does not run'\n"
+            'mkdir -p "$BUILDFARM_OUTPUT_DIR/data"\n'
+            'head -c %d /dev/urandom > "$BUILDFARM_OUTPUT_DIR/data/blob"\n' % BLOB_BYTES
         ),
-        outputs=["bin/*"],
+        outputs=["bin/*", "data/*"],
         build_timeout=900,
         prefix="lua/",
         progress_interval=3,
@@ -160,16 +167,19 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     saboteur = threading.Thread(target=_break_distcc_on_one_builder, args=(cloud, "e2e-lua", broken))
     saboteur.start()
     # While the script runs, the dashboard URL the run printed opens in a browser on the controller.
-    proc = runner.start("build.yml", params)
-    lines, url, dom = [], None, None
-    for line in proc.stdout:
-        lines.append(line)
-        found = re.search(r"dashboard: (http://127\.0\.0\.1:[0-9]+/dashboard/)", line)
-        if url is None and found:
-            url = found.group(1)
-        if url and dom is None and line.startswith("build progress ["):  # the build runs, progress.json is there
-            dom = _dashboard_dom(url, tmp_path / "chromium")
-    rc, out = proc.wait(timeout=1800), "".join(lines)
+    # What the controller's SSH connections to the cluster's nodes carried, the whole run (tests/ssh_traffic.py).
+    with SshTraffic(params["subnet_cidr"]) as traffic:
+        proc = runner.start("build.yml", params)
+        lines, url, dom = [], None, None
+        for line in proc.stdout:
+            lines.append(line)
+            found = re.search(r"dashboard: (http://127\.0\.0\.1:[0-9]+/dashboard/)", line)
+            if url is None and found:
+                url = found.group(1)
+            if url and dom is None and line.startswith("build progress ["):  # the build runs, progress.json is there
+                dom = _dashboard_dom(url, tmp_path / "chromium")
+        rc, out = proc.wait(timeout=1800), "".join(lines)
+        ssh = traffic.read()
     saboteur.join(timeout=60)
     assert rc == 0, out[-8000:]
     assert "buildfarm e2e-lua run" in out and "SUCCESS" in out
@@ -194,12 +204,35 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     shown = re.search(r'id="progress" data-remote="(\d+)" data-local="(\d+)"', dom or "")
     assert shown and ">" in dom and "elapsed, compiles" in dom, (dom or "")[-3000:]
 
+    # The build host pushed the outputs itself (the cluster's instance profile, the default): the controller's run
+    # directory got the log and the report, never the outputs.
+    (run_dir,) = [p for p in (tmp_path / "runs" / "e2e-lua").iterdir() if p.is_dir()]  # beside the SSH key
+    assert {"build.log", "report.json"} <= {p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "outputs.tar.gz").exists() and not (run_dir / "out").exists()
+    assert "TASK [Create the cluster's instance profile]" in out
+    # (the task's result line names the build host it was delegated to; warnings may come first)
+    push_task = out.split("TASK [Push outputs, log, report and manifest]", 1)[-1].split("TASK [", 1)[0]
+    assert re.search(r"^changed: \[localhost -> 198\.18\.", push_task, re.M), out[-3000:]
+    # Everything the nodes sent the controller over SSH (facts, results, the build log) is less than the outputs:
+    # the 32 MiB of random bytes went from the build host to S3 only. (The counter counts: Ansible's modules went
+    # the other way.)
+    print("controller SSH traffic with the nodes: %s" % ssh)
+    assert ssh["to_nodes"] > 1024 * 1024 and 0 < ssh["from_nodes"] < BLOB_BYTES, ssh
+
     objects = cloud.objects("buildfarm-e2e", "lua/")
-    assert {"lua/bin/lua", "lua/bin/luac", "lua/build.log", "lua/report.json", "lua/manifest.json"} <= set(objects)
+    assert {
+        "lua/bin/lua",
+        "lua/bin/luac",
+        "lua/data/blob",
+        "lua/build.log",
+        "lua/report.json",
+        "lua/manifest.json",
+    } <= set(objects)
+    assert len(objects["lua/data/blob"]) == BLOB_BYTES
     manifest = json.loads(objects["lua/manifest.json"])
     entries = {o["key"]: o for o in manifest["objects"]}
-    for key in ("lua/bin/lua", "lua/bin/luac"):
-        assert entries[key]["sha256"] == hashlib.sha256(objects[key]).hexdigest()
+    for key in ("lua/bin/lua", "lua/bin/luac", "lua/data/blob", "lua/build.log", "lua/report.json"):
+        assert entries[key]["sha256"] == hashlib.sha256(objects[key]).hexdigest(), key
     # The pushed binary is the real thing: it runs here (same Debian) and computes.
     binary = tmp_path / "lua"
     binary.write_bytes(objects["lua/bin/lua"])
@@ -560,10 +593,11 @@ def test_bad_parameters_fail_before_any_resource(build, cloud):
     )
 
 
-def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
+def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     """scheduler=slurm: munge + Slurm on every node, the build is an sbatch job on the build host. The builders are
     asked for as spot while EC2 (the local cloud's spot control) has no spot capacity of their type: they fall back to
-    on-demand and the report says which nodes are which."""
+    on-demand and the report says which nodes are which. The outputs take the controller path (instance_profile:
+    false)."""
     cloud.bucket("buildfarm-e2e")
     script = (
         "#!/bin/bash\n"
@@ -580,16 +614,23 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(build, cloud):
         build_timeout=300,
         prefix="slurm/",
         spot=True,
+        instance_profile=False,  # the controller path: no IAM role, the controller fetches and pushes the outputs
     )
     cloud.spot_capacity([BASE["builder_type"]], available=False)
     try:
-        rc, out = build(params)
+        rc, out = runner.run("build.yml", params)
     finally:
         cloud.spot_capacity([BASE["builder_type"]], available=True)
     assert rc == 0, out[-8000:]
     assert "spot launch refused (InsufficientInstanceCapacity: " in out
     objects = cloud.objects("buildfarm-e2e", "slurm/")
     assert "slurm/t.o" in objects
+    (run_dir,) = [p for p in (runner.tmp_path / "runs" / "e2e-slurm").iterdir() if p.is_dir()]  # beside the SSH key
+    assert (run_dir / "outputs.tar.gz").is_file() and (run_dir / "out" / "t.o").read_bytes() == objects["slurm/t.o"]
+    manifest = json.loads(objects["slurm/manifest.json"])
+    assert {o["key"]: o["sha256"] for o in manifest["objects"]}["slurm/t.o"] == hashlib.sha256(
+        objects["slurm/t.o"]
+    ).hexdigest()
     report = json.loads(objects["slurm/report.json"])
     assert sorted(report["lifecycle"].values()) == ["on-demand", "on-demand"]
     assert [f["role"] for f in report["spot_fallbacks"]] == ["builder"]

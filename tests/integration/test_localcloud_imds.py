@@ -14,6 +14,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import time
 from types import SimpleNamespace
@@ -25,11 +26,19 @@ from test_localcloud import _cli, _instance, _ssh, _wait_ssh, _wait_state
 from test_localcloud import pytestmark as _engine_marks
 from test_localcloud_network import AMI, _client, _eventually, _gateway, _group, _igw
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import iam as bf_iam
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools" / "localcloud"))
+from localcloud import iam as localiam  # noqa: E402  (how long a new profile is refused)
+
 pytestmark = _engine_marks
 CIDR = "10.86.1.0/24"
 IMDS = "http://169.254.169.254"
 TOKEN = "curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: %d' %s/latest/api/token"
 CREDENTIAL_SECONDS = 30
+BUCKET = "lc-imds"
+REGION = "eu-west-1"
 TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -86,6 +95,34 @@ def _boto3_tarball():
     return buf.getvalue()
 
 
+def _install_boto3(cloud, ip):
+    """boto3 in /tmp/py on the instance (from :func:`_boto3_tarball`), once."""
+    if _ssh(cloud, ip, "test -d /tmp/py/boto3", check=False).returncode == 0:
+        return
+    proc = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(cloud.key_file),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "admin@" + ip,
+            "mkdir -p /tmp/py && tar -C /tmp/py -xz",
+        ],
+        input=_boto3_tarball(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     base = tmp_path_factory.mktemp("localcloud-imds")
@@ -111,6 +148,13 @@ def cloud(tmp_path_factory):
         iam.create_role(RoleName="lc-imds-node", AssumeRolePolicyDocument=json.dumps(TRUST))
         iam.create_instance_profile(InstanceProfileName="lc-imds-node")
         iam.add_role_to_instance_profile(InstanceProfileName="lc-imds-node", RoleName="lc-imds-node")
+        # the collection's artifacts policy: read and write only under run/ of the bucket
+        iam.put_role_policy(
+            RoleName="lc-imds-node",
+            PolicyName="artifacts",
+            PolicyDocument=json.dumps(bf_iam.artifacts_policy(BUCKET, "run/")),
+        )
+        _client(exports, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
 
         def launch(**extra):
             nic = {"DeviceIndex": 0, "SubnetId": subnet, "Groups": [ns.group], "AssociatePublicIpAddress": True}
@@ -124,6 +168,13 @@ def cloud(tmp_path_factory):
                 **extra,
             )["Instances"][0]["InstanceId"]
 
+        ns.refused = {}
+        for name in ("lc-imds-node", "no-such-profile"):  # too new to be seen by EC2 yet, unknown
+            try:
+                launch(IamInstanceProfile={"Name": name})
+            except ClientError as e:
+                ns.refused[name] = e.response["Error"]
+        time.sleep(localiam.PROFILE_PROPAGATION_SECONDS)
         ns.v2 = launch(  # IMDSv2 only, with a profile and its tags in IMDS, spot
             MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled", "InstanceMetadataTags": "enabled"},
             IamInstanceProfile={"Name": "lc-imds-node"},
@@ -246,28 +297,7 @@ def test_instance_profile_credentials_work_with_boto3_and_rotate(cloud):
     assert first["Code"] == "Success" and first["Type"] == "AWS-HMAC"
     assert first["AccessKeyId"] and first["SecretAccessKey"] and first["Token"]
     # boto3 on the instance: credentials from IMDS (v2), region and endpoint from /etc/environment
-    proc = subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(cloud.key_file),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "admin@" + ip,
-            "mkdir -p /tmp/py && tar -C /tmp/py -xz",
-        ],
-        input=_boto3_tarball(),
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _install_boto3(cloud, ip)
     script = (
         "import boto3; s = boto3.Session(); c = s.get_credentials(); "
         "print(c.method); print(s.client('sts').get_caller_identity()['Arn'])"
@@ -287,6 +317,49 @@ def test_instance_profile_credentials_work_with_boto3_and_rotate(cloud):
         time.sleep(2)
     assert time.time() < expires, "rotated only after the old credentials expired"
     assert now["Expiration"] > first["Expiration"]
+
+
+def test_a_new_or_unknown_profile_is_refused_at_launch(cloud):
+    """EC2: a profile made a moment ago may not be usable yet (IAM is eventually consistent); an unknown one never
+    is. Both: InvalidParameterValue naming iamInstanceProfile, nothing launched."""
+    for name in ("lc-imds-node", "no-such-profile"):
+        error = cloud.refused[name]
+        assert error["Code"] == "InvalidParameterValue", error
+        assert "Value (%s) for parameter iamInstanceProfile.name is invalid" % name in error["Message"]
+    named = cloud.ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["imds-v2"]}])["Reservations"]
+    assert len(named) == 1  # only the launch after the wait
+
+
+def test_the_role_policy_decides_what_instance_credentials_may_do_in_s3(cloud):
+    """With the collection's artifacts policy (bucket lc-imds, prefix run/): put, get and list under run/ work; a
+    put or get elsewhere, a listing of another prefix or of the whole bucket are AccessDenied."""
+    ip = cloud.ip[cloud.v2]
+    _install_boto3(cloud, ip)
+    script = (
+        "import boto3, botocore\n"
+        "s3 = boto3.client('s3')\n"
+        "def tried(name, **kw):\n"
+        "    try:\n"
+        "        getattr(s3, name)(Bucket='%s', **kw)\n"
+        "        return 'ok'\n"
+        "    except botocore.exceptions.ClientError as e:\n"
+        "        return e.response['Error']['Code']\n"
+        "print(tried('put_object', Key='run/bin/app', Body=b'x'))\n"
+        "print(tried('get_object', Key='run/bin/app'))\n"
+        "print(tried('list_objects_v2', Prefix='run/'))\n"
+        "print(tried('put_object', Key='other/app', Body=b'x'))\n"
+        "print(tried('put_object', Key='runaway', Body=b'x'))\n"
+        "print(tried('get_object', Key='other/secret'))\n"
+        "print(tried('list_objects_v2', Prefix='other/'))\n"
+        "print(tried('list_objects_v2'))\n"
+        "print(tried('delete_object', Key='run/bin/app'))\n"
+    ) % BUCKET
+    _ssh(cloud, ip, "cat > /tmp/s3check.py <<'EOF'\n%sEOF" % script)
+    out = _ssh(cloud, ip, "set -a; . /etc/environment; PYTHONPATH=/tmp/py python3 /tmp/s3check.py", timeout=120)
+    assert out.stdout.split() == ["ok", "ok", "ok"] + ["AccessDenied"] * 6, out.stdout + out.stderr
+    s3 = _client(cloud.exports, "s3")  # the controller's (dummy) keys are left to moto: not enforced
+    assert s3.get_object(Bucket=BUCKET, Key="run/bin/app")["Body"].read() == b"x"
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="other/")
 
 
 def test_associate_instance_profile_later(cloud):

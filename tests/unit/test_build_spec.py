@@ -43,7 +43,7 @@ TABLE_END = "<!-- END build parameters -->"
 # Keys Ansible's argument spec reads, and the spec's own (checked by tasks/validate.yml; see the spec's header).
 ANSIBLE_KEYS = {"type", "elements", "choices", "required", "default", "description"}
 OWN_KEYS = {"allowed", "pattern", "elements_pattern", "min", "max", "min_length", "max_length", "default_in"}
-TYPES = {"str", "int", "float", "bool", "list", "dict"}
+TYPES = {"str", "int", "float", "bool", "list", "dict", "raw"}
 # Survey question types a spec type may be asked with.
 SURVEY_TYPES = {"str": {"text", "textarea", "password"}, "int": {"integer"}, "float": {"float"}}
 

@@ -26,7 +26,7 @@ from botocore.exceptions import DataNotFoundError
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "iam-policy.json"
 SCANNED = ("plugins/module_utils/*.py", "plugins/modules/*.py", "plugins/inventory/*.py")
-SERVICES = {"ec2": "ec2", "s3": "s3", "pricing": "pricing"}  # boto3 service name -> IAM prefix
+SERVICES = {"ec2": "ec2", "s3": "s3", "pricing": "pricing", "iam": "iam"}  # boto3 service name -> IAM prefix
 
 # Calls that are not API operations of their own, and what they need.
 EXTRA_ACTIONS = {
@@ -56,6 +56,12 @@ AMAZON_AWS_MODULES = {
 }
 YAML_SCANNED = ("playbooks/**/*.yml", "roles/**/*.yml", "roles/**/*.yaml")
 AMAZON_AWS_USE = re.compile(r"^\s*-?\s*amazon\.aws\.([a-z0-9_]+)\s*:", re.M)
+# Request parameters that need an action of their own, beyond the operation's.
+PARAMETER_ACTIONS = {
+    '"IamInstanceProfile"': ["iam:PassRole"],
+    "create_role(": ["iam:TagRole"],
+    "create_instance_profile(": ["iam:TagInstanceProfile"],
+}
 # IAM actions that differ from the operation's name.
 ACTION_OF_OPERATION = {
     "s3:HeadObject": "s3:GetObject",
@@ -122,6 +128,11 @@ def scan():
                 add(EXTRA_ACTIONS[match.group(1)], path, text, match.start())
             if "TagSpecifications" in text:
                 tag_on_create.append(str(path.relative_to(ROOT)))
+            # Launching with an instance profile passes its role to EC2; IAM resources created with Tags need the
+            # tagging action of their kind.
+            for needle, actions in PARAMETER_ACTIONS.items():
+                for match in re.finditer(re.escape(needle), text):
+                    add(actions, path, text, match.start())
     for pattern in YAML_SCANNED:
         for path in sorted(ROOT.glob(pattern)):
             text = _code(path)
@@ -188,7 +199,7 @@ def render(needed):
     by_service = {}
     for action in sorted(needed):
         by_service.setdefault(action.split(":")[0], []).append(action)
-    sids = {"ec2": "BuildfarmEc2", "s3": "BuildfarmS3", "pricing": "BuildfarmPricing"}
+    sids = {"ec2": "BuildfarmEc2", "s3": "BuildfarmS3", "pricing": "BuildfarmPricing", "iam": "BuildfarmIam"}
     statements = [
         {"Sid": sids.get(service, service), "Effect": "Allow", "Action": actions, "Resource": "*"}
         for service, actions in sorted(by_service.items())

@@ -20,6 +20,7 @@ import threading
 import time
 
 from localcloud import LABEL, LABEL_DIR, LABEL_IMAGE, LABEL_INSTANCE, LABEL_SUBNET, PREFIX, host, network, pricing
+from localcloud import iam as localiam
 from localcloud.host import HostError
 
 log = logging.getLogger("localcloud")
@@ -851,6 +852,7 @@ def install(cloud):
 
     def launch_before(self, image_id, count, user_data, security_group_names, **kwargs):
         cloud.check_image(self, image_id)
+        localiam.check_launch_profile(self, kwargs)  # EC2 refuses an unknown or not yet visible profile
         if cloud.control is not None:
             cloud.control.check_capacity(kwargs.get("instance_type"), kwargs.get("instance_market_options"))
         if (kwargs.get("metadata_options") or {}).get("InstanceMetadataTags") == "enabled":
@@ -866,6 +868,7 @@ def install(cloud):
         cloud.on_launch(self, res.instances)
 
     wrap("run_instances", before=launch_before, after=launch_after)
+    localiam.install_s3_enforcement()  # instance credentials: the role's policy decides (localcloud/iam.py)
     install_client_token()  # outside the launch hooks: a replayed token returns the first reservation, nothing more
     from moto.ec2.responses.instances import InstanceResponse
 
