@@ -23,7 +23,22 @@ class SshTraffic:
     def _iptables(self, *args, check=True):
         return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, check=check)
 
+    def _remove(self, chain):
+        for parent in ("INPUT", "OUTPUT"):
+            self._iptables("-D", parent, "-j", chain, check=False)
+        self._iptables("-F", chain, check=False)
+        self._iptables("-X", chain, check=False)
+
+    def _remove_orphans(self):
+        """The chains of processes that died before their ``__exit__`` (a crash, a SIGKILL): rules added to the
+        host are removed also after a crash."""
+        listed = self._iptables("-S", check=False).stdout
+        for chain, pid in re.findall(r"^-N (BFSSH-(\d+)-\S*)$", listed, re.M):
+            if not os.path.exists("/proc/%s" % pid):
+                self._remove(chain)
+
     def __enter__(self):
+        self._remove_orphans()
         self._iptables("-N", self.chain)
         for direction, name in (("ORIGINAL", "to_nodes"), ("REPLY", "from_nodes")):
             self._iptables(
@@ -58,7 +73,4 @@ class SshTraffic:
         return counted
 
     def __exit__(self, *exc_info):
-        for parent in ("INPUT", "OUTPUT"):
-            self._iptables("-D", parent, "-j", self.chain, check=False)
-        self._iptables("-F", self.chain, check=False)
-        self._iptables("-X", self.chain, check=False)
+        self._remove(self.chain)
