@@ -876,6 +876,12 @@ def install(cloud):
 
     @functools.wraps(original_run_response)
     def run_response(self):
+        # EC2's refusal of an unknown or not yet usable profile, before moto's own check (IAM's NoSuchEntity)
+        profile = {
+            "iam_instance_profile_name": self._get_param("IamInstanceProfile.Name"),
+            "iam_instance_profile_arn": self._get_param("IamInstanceProfile.Arn"),
+        }
+        localiam.check_launch_profile(self.ec2_backend, profile)
         cloud.local.interruption_behavior = self._get_param(
             "InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior"
         )
