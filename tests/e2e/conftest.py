@@ -228,7 +228,9 @@ def baked(cloud, tmp_path_factory):
     """playbooks/bake.yml once per local cloud: the image that build.yml's image_id=auto boots (one per xdist
     worker, each worker has its own cloud). Returns bake.yml's output and the image's description."""
     runner = Runner(cloud, tmp_path_factory.mktemp("bake"))
-    params = {"base_image_id": BASE_IMAGE, "vpc_cidr": "10.87.0.0/16", "subnet_cidr": "10.87.0.0/24"}
+    # its own network per worker: the workers' local clouds share the engine, where subnets may not overlap
+    net = 87 - int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)  # gw0: 10.87, gw1: 10.86
+    params = {"base_image_id": BASE_IMAGE, "vpc_cidr": "10.%d.0.0/16" % net, "subnet_cidr": "10.%d.0.0/24" % net}
     rc, out = runner.run("bake.yml", params, timeout=1800)
     assert rc == 0, out[-6000:]
     images = cloud.client("ec2").describe_images(
