@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,46 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
+
+
+def localcloud_cli(state_dir, *args, timeout=600):
+    """Run tools/localcloud/localcloud.sh on the local cloud whose state is in ``state_dir``."""
+    env = dict(os.environ, BUILDFARM_LOCALCLOUD_DIR=str(state_dir))
+    return subprocess.run(
+        [str(LOCALCLOUD), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@contextlib.contextmanager
+def local_cloud(state_dir, *up_args):
+    """A local cloud of its own (``localcloud.sh up *up_args``): yields its exports; always down, and a failed down
+    fails the test (a leaked container or network is a failure)."""
+    up = localcloud_cli(state_dir, "up", *up_args)
+    try:
+        if up.returncode:
+            pytest.fail("localcloud up failed:\n%s" % up.stderr)
+        exports = dict(
+            line[len("export ") :].split("=", 1) for line in up.stdout.splitlines() if line.startswith("export ")
+        )
+        yield {k: v.strip("'\"") for k, v in exports.items()}
+    finally:
+        down = localcloud_cli(state_dir, "down")
+        if not up.returncode:
+            assert down.returncode == 0, down.stderr
+
+
+def local_client(exports, service):
+    """A boto3 client of ``service`` on the local cloud of ``exports`` (see local_cloud)."""
+    return boto3.client(
+        service,
+        endpoint_url=exports["AWS_ENDPOINT_URL"],
+        region_name=exports["AWS_REGION"],
+        aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def _get(url, timeout=2):

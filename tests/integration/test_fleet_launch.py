@@ -4,13 +4,10 @@ the instance `terminated` with its container gone. Traffic goes only to loopback
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
 from botocore.exceptions import ClientError
@@ -18,44 +15,20 @@ from botocore.exceptions import ClientError
 from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import RETRY
+from tests.conftest import free_port, local_client, local_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = ROOT / "tools" / "localcloud" / "localcloud.sh"
 IMAGE = "ami-12c6146b"
 
 pytestmark = pytest.mark.engine
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        return sock.getsockname()[1]
-
-
-def _cli(state_dir, *args):
-    env = dict(os.environ, BUILDFARM_LOCALCLOUD_DIR=str(state_dir))
-    return subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope="module")
 def ec2(tmp_path_factory):
     """An EC2 client (calls take aws_retry, as in the modules) of a local cloud of this module; always down."""
     state_dir = tmp_path_factory.mktemp("localcloud") / "state"
-    up = _cli(state_dir, "up", "--port", str(_free_port()))
-    if up.returncode:
-        _cli(state_dir, "down")
-        pytest.fail("localcloud up failed:\n%s" % up.stderr)
-    env = dict(line[len("export ") :].split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
-    env = {k: v.strip("'\"") for k, v in env.items()}
-    client = boto3.client(
-        "ec2",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    yield RetryingBotoClientWrapper(client, RETRY)
-    _cli(state_dir, "down")
+    with local_cloud(state_dir, "--port", str(free_port())) as exports:
+        yield RetryingBotoClientWrapper(local_client(exports, "ec2"), RETRY)
 
 
 def _launch(ec2, run_id, lifetime):

@@ -17,18 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
 from botocore.exceptions import ClientError
-from test_fleet_launch import IMAGE, _cli, _containers, _free_port
+from test_fleet_launch import IMAGE, _containers
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet
 from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import RETRY
 from tests import processes
-from tests.conftest import COLLECTIONS
+from tests.conftest import COLLECTIONS, free_port, local_client, local_cloud
 
 pytestmark = pytest.mark.engine
 CLUSTERS = {"lease-cold": 105, "lease-warm": 106, "lease-blind": 107}  # cluster -> its VPC 10.N.0.0/16
@@ -37,23 +36,8 @@ CLUSTERS = {"lease-cold": 105, "lease-warm": 106, "lease-blind": 107}  # cluster
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("localcloud-lease") / "state"
-    up = _cli(state_dir, "up", "--port", str(_free_port()))
-    if up.returncode:
-        _cli(state_dir, "down")
-        pytest.fail("localcloud up failed:\n%s" % up.stderr)
-    env = dict(line[len("export ") :].split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
-    env = {k: v.strip("'\"") for k, v in env.items()}
-    try:
-        client = boto3.client(
-            "ec2",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
-        yield env, RetryingBotoClientWrapper(client, RETRY)
-    finally:
-        _cli(state_dir, "down")
+    with local_cloud(state_dir, "--port", str(free_port())) as env:
+        yield env, RetryingBotoClientWrapper(local_client(env, "ec2"), RETRY)
 
 
 def _child_env(env):

@@ -10,11 +10,11 @@ import json
 import subprocess
 import time
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_localcloud import _cli, _engine_answers, _free_port, _instance, _ssh, _wait_ssh
+from tests.conftest import free_port, local_client, local_cloud
+from tests.integration.test_localcloud import _cli, _engine_answers, _instance, _ssh, _wait_ssh
 
 pytestmark = [
     pytest.mark.engine,
@@ -46,46 +46,33 @@ def _container_image(instance_id):
 def cloud(tmp_path_factory):
     base = tmp_path_factory.mktemp("localcloud-images")
     state_dir = base / "state"
-    proc = _cli(state_dir, "up", "--port", str(_free_port()))
-    if proc.returncode:
-        _cli(state_dir, "down")
-        pytest.fail("localcloud up failed:\n%s" % proc.stderr)
-    env = dict(line[len("export ") :].split("=", 1) for line in proc.stdout.splitlines() if line.startswith("export "))
-    ns = type("Cloud", (), {})()
-    ns.dir, ns.key_file = state_dir, base / "id_admin"
-    ns.ec2 = boto3.client(
-        "ec2",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    ec2 = ns.ec2
-    vpc = ec2.create_vpc(CidrBlock="10.111.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="images", Description="images test", VpcId=vpc)["GroupId"]
-    controller = str(ipaddress.ip_network(SUBNET_CIDR).network_address + 1)
-    ec2.authorize_security_group_ingress(
-        GroupId=group,
-        IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": controller + "/32"}]}
-        ],
-    )
-    pair = ec2.create_key_pair(KeyName="images")
-    ns.key_file.write_text(pair["KeyMaterial"])
-    ns.key_file.chmod(0o600)
-    ns.launch = dict(
-        InstanceType="t3.micro",
-        SubnetId=subnet,
-        SecurityGroupIds=[group],
-        KeyName="images",
-        UserData=USER_DATA,
-        MinCount=1,
-        MaxCount=1,
-    )
-    yield ns
-    down = _cli(state_dir, "down")
-    assert down.returncode == 0, down.stderr
+    with local_cloud(state_dir, "--port", str(free_port())) as env:
+        ns = type("Cloud", (), {})()
+        ns.dir, ns.key_file = state_dir, base / "id_admin"
+        ns.ec2 = ec2 = local_client(env, "ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.111.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="images", Description="images test", VpcId=vpc)["GroupId"]
+        controller = str(ipaddress.ip_network(SUBNET_CIDR).network_address + 1)
+        ec2.authorize_security_group_ingress(
+            GroupId=group,
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": controller + "/32"}]}
+            ],
+        )
+        pair = ec2.create_key_pair(KeyName="images")
+        ns.key_file.write_text(pair["KeyMaterial"])
+        ns.key_file.chmod(0o600)
+        ns.launch = dict(
+            InstanceType="t3.micro",
+            SubnetId=subnet,
+            SecurityGroupIds=[group],
+            KeyName="images",
+            UserData=USER_DATA,
+            MinCount=1,
+            MaxCount=1,
+        )
+        yield ns
 
 
 def _run(cloud, image_id):

@@ -27,7 +27,7 @@ from test_localcloud import pytestmark as _engine_marks
 from test_localcloud_network import AMI, _client, _eventually, _gateway, _group, _igw
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import iam as bf_iam
-from tests.conftest import ROOT
+from tests.conftest import ROOT, local_cloud
 
 sys.path.insert(0, str(ROOT / "tools" / "localcloud"))
 from localcloud import iam as localiam  # noqa: E402  (how long a new profile is refused)
@@ -127,17 +127,10 @@ def _install_boto3(cloud, ip):
 def cloud(tmp_path_factory):
     base = tmp_path_factory.mktemp("localcloud-imds")
     state_dir = base / "state"
-    proc = _cli(state_dir, "up", "--no-engine", "--credential-seconds", str(CREDENTIAL_SECONDS))
-    if proc.returncode:
-        _cli(state_dir, "down")
-        pytest.fail("localcloud up failed:\n%s" % proc.stderr)
-    exports = dict(
-        line[len("export ") :].split("=", 1) for line in proc.stdout.splitlines() if line.startswith("export ")
-    )
-    ns = SimpleNamespace(dir=state_dir, exports=exports, key_file=base / "id_admin")
-    ns.ec2 = ec2 = _client(exports, "ec2")
-    ns.iam = iam = _client(exports, "iam")
-    try:
+    with local_cloud(state_dir, "--no-engine", "--credential-seconds", str(CREDENTIAL_SECONDS)) as exports:
+        ns = SimpleNamespace(dir=state_dir, exports=exports, key_file=base / "id_admin")
+        ns.ec2 = ec2 = _client(exports, "ec2")
+        ns.iam = iam = _client(exports, "iam")
         ns.key_file.write_text(ec2.create_key_pair(KeyName="lc-imds")["KeyMaterial"])
         ns.key_file.chmod(0o600)
         vpc = ec2.create_vpc(CidrBlock="10.86.0.0/16")["Vpc"]["VpcId"]
@@ -191,9 +184,6 @@ def cloud(tmp_path_factory):
         for ip in ns.ip.values():
             _wait_ssh(ns, ip)
         yield ns
-    finally:
-        proc = _cli(state_dir, "down")
-        assert proc.returncode == 0, proc.stderr
 
 
 def test_v2_only_refuses_tokenless_requests(cloud):
