@@ -5,7 +5,6 @@ an unknown ImageId fails as on EC2. Traffic goes only to loopback and to contain
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import subprocess
 import time
@@ -15,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import free_port, local_client, local_cloud
 from tests.integration.test_localcloud import _cli, _engine_answers, _instance, _ssh, _wait_ssh
+from tests.integration.test_localcloud_network import _gateway, _group
 
 pytestmark = [
     pytest.mark.engine,
@@ -52,14 +52,7 @@ def cloud(tmp_path_factory):
         ns.ec2 = ec2 = local_client(env, "ec2")
         vpc = ec2.create_vpc(CidrBlock="10.111.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(GroupName="images", Description="images test", VpcId=vpc)["GroupId"]
-        controller = str(ipaddress.ip_network(SUBNET_CIDR).network_address + 1)
-        ec2.authorize_security_group_ingress(
-            GroupId=group,
-            IpPermissions=[
-                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": controller + "/32"}]}
-            ],
-        )
+        group = _group(ec2, vpc, "images", _gateway(SUBNET_CIDR) + "/32")  # SSH from the controller only
         pair = ec2.create_key_pair(KeyName="images")
         ns.key_file.write_text(pair["KeyMaterial"])
         ns.key_file.chmod(0o600)
