@@ -298,13 +298,16 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
 
 
 def test_zlib_example_as_shipped(build, cloud, zlib_sources):
-    """examples/zlib as a user runs it: its params' outputs and its build.sh (configure and make through the
-    distcc wrapper, zlib's own `make test`, `make install` into the output directory)."""
+    """examples/zlib as a user runs it: its params' builders, outputs and build.sh (configure and make through the
+    distcc wrapper, zlib's own `make test`, `make install` into the output directory). The host is a one-vCPU
+    t2.micro: build_host=auto runs the build on a builder (two vCPUs), which sends its compiles to the other one."""
     cloud.bucket("buildfarm-e2e")
     example = yaml.safe_load((ROOT / "examples" / "zlib" / "params.yml").read_text())
     params = cluster_params(
         "e2e-zlib",
         97,
+        builders=example["builders"],
+        host_type="t2.micro",
         source_dir=str(zlib_sources),
         build_script=str(ROOT / "examples" / "zlib" / "build.sh"),
         image_id=example["image_id"],  # the plain base image, as shipped: the packages are installed
@@ -322,6 +325,22 @@ def test_zlib_example_as_shipped(build, cloud, zlib_sources):
     assert "*** zlib test OK ***" in objects["zlib/build.log"].decode()  # zlib's own tests passed on the cluster
     manifest = {o["key"]: o for o in json.loads(objects["zlib/manifest.json"])["objects"]}
     assert manifest["zlib/lib/libz.a"]["sha256"] == hashlib.sha256(objects["zlib/lib/libz.a"]).hexdigest()
+    # The build ran on a builder (the local cloud gives each instance its type's vCPUs, capped at this machine's 2).
+    report = json.loads(objects["zlib/report.json"])
+    assert os.cpu_count() >= 2, "the host/builder choice needs a builder with more CPUs than the one-vCPU host"
+    build_host = report["build_host"]
+    assert build_host["role"] == "builder" and build_host["cpus"] == 2, build_host
+    assert build_host["chosen_by"] == "build_host=auto"
+    assert "the build runs on " in out and "(builder, 2 CPUs; build_host=auto)" in out, out[-4000:]
+    builders = {n["id"] for n in report["cost"]["nodes"] if n["role"] == "builder"}
+    assert build_host["node"] in builders and len(builders) == 2
+    # Its DISTCC_HOSTS: the other builder and its own two cores; the other builder's distccd ran compiles.
+    started = objects["zlib/build.log"].decode().split("=== buildfarm: build started", 1)[1].split("\n", 1)[0]
+    hosts = started.split("DISTCC_HOSTS=", 1)[1].rstrip(")").split()
+    assert len(hosts) == 2 and hosts[0].startswith("10.97.0.") and hosts[1] == "localhost/2", started
+    (other,) = builders - {build_host["node"]}
+    per_builder = report["compiles"]["per_builder"]
+    assert [b["node"] for b in per_builder] == [other] and per_builder[0]["compiles"] > 0, report["compiles"]
     assert cloud.leftovers("e2e-zlib") == {}
 
 
@@ -613,6 +632,7 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
         outputs=["*.o"],
         build_timeout=300,
         prefix="slurm/",
+        host_type="t2.micro",
         spot=True,
         instance_profile=False,  # the controller path: no IAM role, the controller fetches and pushes the outputs
     )
@@ -637,6 +657,16 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     assert report["spot_fallbacks"][0]["reason"].startswith("InsufficientInstanceCapacity: There is no Spot capacity")
     log = objects["slurm/build.log"].decode()
     assert "job none" not in log and "job " in log, log[-3000:]
+    # The host is a one-vCPU t2.micro: the job ran on the builder (build_host=auto), the host stayed its controller;
+    # with no other builder every compile is local (localhost/2).
+    assert report["build_host"]["role"] == "builder", report["build_host"]
+    (builder,) = [n for n in report["cost"]["nodes"] if n["role"] == "builder"]
+    assert report["build_host"]["node"] == builder["id"]
+    # (sbatch --nodelist: the job ran on the node whose runner logged the start)
+    job = re.search(r"^job (\d+) on (\S+)$", log, re.M)
+    started = re.search(r"=== buildfarm: build started \S+ on (\S+) ", log)
+    assert job and started and job.group(2) == started.group(1), log[-3000:]
+    assert "DISTCC_HOSTS=localhost/2)" in log, log[-3000:]
     assert cloud.leftovers("e2e-slurm") == {}
 
 

@@ -226,7 +226,10 @@ def test_launch_boot_ssh_and_user_data(cloud):
         UserData=USER_DATA,
     )
     two = ec2.run_instances(MinCount=2, MaxCount=2, **common)["Instances"]
-    third = ec2.run_instances(MinCount=1, MaxCount=1, InstanceInitiatedShutdownBehavior="terminate", **common)
+    # a type of one vCPU: the instance sees one CPU (nproc), as on EC2
+    third = ec2.run_instances(
+        MinCount=1, MaxCount=1, InstanceInitiatedShutdownBehavior="terminate", **{**common, "InstanceType": "t2.micro"}
+    )
     instances = two + third["Instances"]
     assert {i["State"]["Name"] for i in instances} == {"pending"}
     cloud.ids = [i["InstanceId"] for i in instances]
@@ -245,8 +248,10 @@ def test_launch_boot_ssh_and_user_data(cloud):
         cloud.ips[inst["InstanceId"]] = ip
     for ip in cloud.ips.values():
         _wait_ssh(cloud, ip)
-        out = _ssh(cloud, ip, "id -un; hostname; sudo -n cat /var/tmp/user-data-marker").stdout.split()
+        out = _ssh(cloud, ip, "id -un; hostname; nproc; sudo -n cat /var/tmp/user-data-marker").stdout.split()
         assert out[:2] == ["admin", "ip-" + ip.replace(".", "-")]
+        vcpus = 1 if ip == cloud.ips[third["Instances"][0]["InstanceId"]] else min(2, os.cpu_count())
+        assert out[2] == str(vcpus), "nproc %s on %s, the type has %d vCPUs" % (out[2], ip, vcpus)
         assert "marker" in out
     for ip in cloud.ips.values():  # user-data may still be running right after SSH came up
         deadline = time.monotonic() + 60

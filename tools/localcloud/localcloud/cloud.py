@@ -475,7 +475,10 @@ class Cloud:
             return []
         args = []
         if cpus:
-            args += ["--cpus", str(min(cpus, os.cpu_count() or 1))]
+            # The quota limits the time, the CPU set what the instance sees: nproc (and Ansible's processor_nproc)
+            # inside is the type's vCPUs as on EC2, capped at the host's.
+            cpus = min(cpus, os.cpu_count() or 1)
+            args += ["--cpus", str(cpus), "--cpuset-cpus", "0-%d" % (cpus - 1)]
         if mem:
             args += ["--memory", "%dm" % max(mem, 256)]
         return args
