@@ -39,28 +39,41 @@ def profile_name(cluster):
     return "buildfarm-%s" % cluster
 
 
-def artifacts_policy(bucket, prefix, partition="aws"):
-    """The role's inline policy: list the bucket only below ``prefix``, get and put objects only under it."""
+def artifacts_policy(bucket, prefix, partition="aws", cache_prefix=None, cache_write=False):
+    """The role's inline policy: list the bucket only below ``prefix``, get and put objects only under it; with
+    ``cache_prefix`` (the compile cache, shared by the runs of every cluster) also get objects under that one, and
+    put them with ``cache_write`` (compile_cache: readwrite, for trusted runs only)."""
     prefix = prefix.lstrip("/")
     bucket_arn = "arn:%s:s3:::%s" % (partition, bucket)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+    statements = [
+        {
+            "Sid": "ListTheRunPrefix",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": [prefix + "*"]}},
+        },
+        {
+            "Sid": "ReadWriteTheRunPrefix",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": ["%s/%s*" % (bucket_arn, prefix)],
+        },
+    ]
+    if cache_prefix:
+        cache_prefix = cache_prefix.lstrip("/")
+        statements.append(
             {
-                "Sid": "ListTheRunPrefix",
+                "Sid": "ReadWriteTheCompileCache" if cache_write else "ReadTheCompileCache",
                 "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [bucket_arn],
-                "Condition": {"StringLike": {"s3:prefix": [prefix + "*"]}},
-            },
-            {
-                "Sid": "ReadWriteTheRunPrefix",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": ["%s/%s*" % (bucket_arn, prefix)],
-            },
-        ],
-    }
+                # (an archive above s3transfer's threshold goes up in parts: a failed one is aborted)
+                "Action": (
+                    ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"] if cache_write else ["s3:GetObject"]
+                ),
+                "Resource": ["%s/%s*" % (bucket_arn, cache_prefix)],
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _document(value):
@@ -78,12 +91,13 @@ def _get(method, **kwargs):
         raise
 
 
-def ensure(iam, cluster, tags, bucket, prefix, check_mode=False):
-    """Make the cluster's role, its inline policy (for ``bucket``/``prefix``) and its instance profile what they
-    should be. Returns a dict: changed, name, arn (None in check mode before creation), role_arn, actions (what was
-    or would be done). A role or profile of that name without the cluster's tag is refused."""
+def ensure(iam, cluster, tags, bucket, prefix, check_mode=False, cache_prefix=None, cache_write=False):
+    """Make the cluster's role, its inline policy (for ``bucket``/``prefix`` and the compile cache's
+    ``cache_prefix``, see :func:`artifacts_policy`) and its instance profile what they should be. Returns a dict:
+    changed, name, arn (None in check mode before creation), role_arn, actions (what was or would be done). A role
+    or profile of that name without the cluster's tag is refused."""
     name = profile_name(cluster)
-    policy = artifacts_policy(bucket, prefix)
+    policy = artifacts_policy(bucket, prefix, cache_prefix=cache_prefix, cache_write=cache_write)
     actions = []
     role = _get(iam.get_role, RoleName=name)
     role = role["Role"] if role else None

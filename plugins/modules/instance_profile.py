@@ -39,6 +39,18 @@ options:
       - The key prefix the instances may read and write (the run's, C(buildfarm.ec2.s3_prefix)). Required with
         O(state=present).
     type: str
+  cache_prefix:
+    description:
+      - The compile cache's key prefix in O(bucket) (M(buildfarm.ec2.compile_cache)); the instances may read
+        objects under it, and write them with O(cache_access=readwrite). None - no access to a cache.
+    type: str
+  cache_access:
+    description:
+      - What the instances may do with the compile cache under O(cache_prefix). V(read) for runs whose code is not
+        trusted to fill a cache that later runs use.
+    type: str
+    choices: [read, readwrite]
+    default: readwrite
 extends_documentation_fragment:
   - buildfarm.ec2.cluster
   - buildfarm.ec2.lifetime
@@ -127,6 +139,8 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         bucket=dict(type="str"),
         prefix=dict(type="str"),
+        cache_prefix=dict(type="str"),
+        cache_access=dict(type="str", choices=["read", "readwrite"], default="readwrite"),
     )
     module = aws.new_module(argument_spec, lifetime=True, required_if=[("state", "present", ("bucket", "prefix"))])
     params = module.params
@@ -141,7 +155,16 @@ def main():
                 run_id=params["run_id"],
                 expires=bf_tags.expires_at(params["lifetime"]),
             )
-            result = bf_iam.ensure(iam, params["cluster"], tags, params["bucket"], params["prefix"], module.check_mode)
+            result = bf_iam.ensure(
+                iam,
+                params["cluster"],
+                tags,
+                params["bucket"],
+                params["prefix"],
+                module.check_mode,
+                cache_prefix=params["cache_prefix"],
+                cache_write=params["cache_access"] == "readwrite",
+            )
     except bf_iam.ProfileError as e:
         module.fail_json(msg=str(e))
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:

@@ -479,6 +479,14 @@ def _probe_from_outside_and_inside(cloud, runner, cluster):
     assert inside["%s:8080" % builder["PrivateIpAddress"]] == "dropped", inside  # no rule for it
 
 
+# Six small C files written and compiled by the build script through $CC (ccache, then distcc on a miss); the same
+# sources on every run, so a warm compile cache has every one.
+COMPILE_SIX = (
+    'for i in 1 2 3 4 5 6; do printf "int f%d(int x) { return x * %d; }\\n" "$i" "$i" > "f$i.c"; done\n'
+    'for i in 1 2 3 4 5 6; do $CC -O2 -c "f$i.c" -o "f$i.o" || exit 9; done\n'
+)
+
+
 def _workspace_attachments(cloud, cluster):
     (volume,) = cloud.client("ec2").describe_volumes(
         Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}, {"Name": "tag:Name", "Values": ["workspace"]}]
@@ -497,27 +505,59 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
         keep_cluster=True,
     )
 
-    # 1. The script exits non-zero: the job fails, its log is still pushed, the kept cluster stays up.
+    # 1. The script compiles six files, then exits non-zero: the job fails, its log is still pushed, the kept
+    # cluster stays up. The compile cache (readwrite, the default) starts cold and is saved all the same.
     rc, out = build(
-        dict(params, prefix="exit3/", build_script_content="#!/bin/bash\necho compiling broken.c\nexit 3\n")
+        dict(
+            params,
+            prefix="exit3/",
+            build_script_content="#!/bin/bash\n" + COMPILE_SIX + "echo compiling broken.c\nexit 3\n",
+        )
     )
     assert rc != 0
     assert "build failed: build script exited with status 3" in out
     objects = cloud.objects("buildfarm-e2e", "exit3/")
     assert "exit3/build.log" in objects, out[-6000:]
     assert "compiling broken.c" in objects["exit3/build.log"].decode()
-    assert json.loads(objects["exit3/report.json"])["build"]["status"] == "failed"
+    report = json.loads(objects["exit3/report.json"])
+    assert report["build"]["status"] == "failed"
+    cache = report["compile_cache"]
+    assert (
+        cache["mode"] == "readwrite" and cache["restored"] is False and "no cache at s3://" in cache["restore"]
+    ), cache
+    assert (cache["hits"], cache["misses"]) == (0, 6) and cache["saved"] is True and cache["warnings"] == [], cache
+    assert re.fullmatch(r"compile-cache/[0-9a-f]{64}/ccache\.tar", cache["key"]), cache
+    assert "compile cache (readwrite): 0 hits, 6 misses (0%)" in out, out[-3000:]
+    stored = cloud.client("s3").head_object(Bucket="buildfarm-e2e", Key=cache["key"])
+    assert stored["ContentLength"] == cache["saved_bytes"] > 0
     kept = cloud.leftovers("e2e-fault")
     assert len(kept.get("instances", [])) == 2 and kept.get("vpcs"), kept
     _only_ssh_from_the_controller(cloud, "e2e-fault")
     _probe_from_outside_and_inside(cloud, runner, "e2e-fault")
     _imds_v2_only(cloud, "e2e-fault")
 
-    # 2. build_failed wins over exit 0 (same cluster, reused: nothing new is launched).
-    rc, out = build(dict(params, prefix="explicit/", build_script_content="build_failed 'tests broke'\nexit 0\n"))
+    # 2. build_failed wins over exit 0 (same cluster, reused: nothing new is launched). The nodes' ccache
+    # directories are wiped first, as on a fresh cluster: every hit comes from the archive in S3. compile_cache=read
+    # restores it, adds nothing and leaves the object as it was.
+    for instance in kept["instances"]:
+        subprocess.run(["docker", "exec", "bf-lc-" + instance, "rm", "-rf", "/var/cache/buildfarm/ccache"], check=True)
+    rc, out = build(
+        dict(
+            params,
+            prefix="explicit/",
+            compile_cache="read",
+            build_script_content=COMPILE_SIX + "build_failed 'tests broke'\nexit 0\n",
+        )
+    )
     assert rc != 0
     assert "build failed: explicit build_failed: tests broke" in out
     assert cloud.leftovers("e2e-fault")["instances"] == kept["instances"]
+    warm = json.loads(cloud.objects("buildfarm-e2e", "explicit/")["explicit/report.json"])["compile_cache"]
+    assert warm["mode"] == "read" and warm["restored"] is True and warm["key"] == cache["key"], warm
+    assert (warm["hits"], warm["misses"], warm["hit_rate"]) == (6, 0, 1.0) and warm["saved"] is False, warm
+    assert "compile cache (read): 6 hits, 0 misses (100%)" in out, out[-3000:]
+    again = cloud.client("s3").head_object(Bucket="buildfarm-e2e", Key=cache["key"])
+    assert again["ETag"] == stored["ETag"] and again["LastModified"] == stored["LastModified"]
 
     # The workspace volume goes host -> builder (mounted by volume id, the command runs in it) -> host. The
     # second hand-off reads on the builder what the first wrote: the data travelled with the volume.
@@ -606,6 +646,10 @@ def test_bad_parameters_fail_before_any_resource(build, cloud):
     assert "\n- scheduler: 'make' is invalid: give distcc or slurm\n" in out
     assert "\n- max_lifetime: 5 is invalid: give a whole number of minutes, at least 10" in out
     assert cloud.leftovers("e2e-bad") == {}
+    # The compile cache is the build host's to read and write: without its instance profile it is refused.
+    rc, out = build(dict(BASE, cluster="e2e-bad", builders=1, instance_profile=False, build_script_content="exit 0"))
+    assert rc != 0 and "compile_cache=readwrite needs the build host's instance profile" in out, out[-3000:]
+    assert cloud.leftovers("e2e-bad") == {}
     assert (
         cloud.client("ec2").describe_vpcs(Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["Bad_Name"]}])["Vpcs"]
         == []
@@ -635,6 +679,7 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
         host_type="t2.micro",
         spot=True,
         instance_profile=False,  # the controller path: no IAM role, the controller fetches and pushes the outputs
+        compile_cache="off",  # (the cache is read and written by the build host's profile)
     )
     cloud.spot_capacity([BASE["builder_type"]], available=False)
     try:

@@ -54,3 +54,25 @@ def test_an_explicit_deny_wins_and_unknown_conditions_never_allow():
 
 def test_the_profile_name_fits_iam_limits():
     assert iam.profile_name("a" * 40) == "buildfarm-" + "a" * 40 and len(iam.profile_name("a" * 40)) <= 64
+
+
+READ_CACHE = [iam.artifacts_policy("outputs", "demo/r1/", cache_prefix="compile-cache/")]
+WRITE_CACHE = [iam.artifacts_policy("outputs", "demo/r1/", cache_prefix="compile-cache/", cache_write=True)]
+CACHE_KEY = "arn:aws:s3:::outputs/compile-cache/%s/ccache.tar" % ("ab" * 32)
+
+
+@pytest.mark.parametrize(
+    "policy, action, resource, verdict",
+    [
+        (POLICY, "s3:GetObject", CACHE_KEY, "implicit"),  # no cache_prefix: no cache
+        (READ_CACHE, "s3:GetObject", CACHE_KEY, "allow"),
+        (READ_CACHE, "s3:PutObject", CACHE_KEY, "implicit"),  # compile_cache: read cannot fill the cache
+        (WRITE_CACHE, "s3:PutObject", CACHE_KEY, "allow"),
+        (WRITE_CACHE, "s3:DeleteObject", CACHE_KEY, "implicit"),
+        (WRITE_CACHE, "s3:PutObject", "arn:aws:s3:::outputs/compile-cachex/k", "implicit"),
+        (WRITE_CACHE, "s3:PutObject", "arn:aws:s3:::other/compile-cache/k", "implicit"),
+        (WRITE_CACHE, "s3:PutObject", "arn:aws:s3:::outputs/demo/r2/bin/app", "implicit"),
+    ],
+)
+def test_the_compile_cache_statement_reads_or_writes_only_its_prefix(policy, action, resource, verdict):
+    assert decide(policy, action, resource, {}) == verdict
