@@ -25,6 +25,15 @@ description:
 author:
   - buildfarm.ec2 developers (@buildfarm-ec2)
 options:
+  cluster:
+    description:
+      - Not used (the cache is shared by every cluster that builds with the toolchain); accepted as every module of
+        the collection accepts it.
+    type: str
+  run_id:
+    description:
+      - Not used; accepted as every module of the collection accepts it.
+    type: str
   state:
     description: What to do.
     type: str
@@ -100,6 +109,11 @@ files:
   description: Cache files restored or saved.
   returned: unless O(state=stats)
   type: int
+cache_warnings:
+  description: What made the cache unusable (each also a warning of the task); empty when it was fine.
+  returned: unless O(state=stats)
+  type: list
+  elements: str
 reason:
   description: What happened, in words (also the warning when the cache was not usable).
   returned: always
@@ -145,7 +159,8 @@ def main():
         s3 = aws.s3_client(module)
         action = bf_cache.restore if params["state"] == "restore" else bf_cache.save
         result = action(s3.client, params["bucket"], key, params["path"], check_mode=module.check_mode)
-        for warning in result.pop("warnings"):
+        result["cache_warnings"] = result.pop("warnings")
+        for warning in result["cache_warnings"]:
             module.warn(warning)
     if params["ccache_config"] and params["state"] != "restore":
         rc, out, err = module.run_command(

@@ -68,7 +68,7 @@ def test_first_restore_finds_nothing_save_then_restore_on_another_node(s3, proxy
     first = tmp_path / "first"
     cold = run_play(PLAY, extra_vars=dict(endpoint=proxy.url, bucket=BUCKET, path=str(first))).task("Cache")
     assert cold["restored"] is False and cold["changed"] is False and "no cache at s3://" in cold["reason"]
-    assert "warnings" not in cold  # a first run has no cache: that is not a problem worth a warning
+    assert cold["cache_warnings"] == []  # a first run has no cache: that is not a problem worth a warning
     assert first.is_dir() and not any(first.iterdir())
 
     entries = _fill(first)
@@ -144,7 +144,7 @@ def test_a_corrupt_or_unsafe_archive_degrades_to_an_empty_cache(s3, proxy, tmp_p
     result = run_play(PLAY, extra_vars=dict(endpoint=proxy.url, bucket=BUCKET, path=str(path))).task("Cache")
     assert result["restored"] is False and result.get("failed") is not True
     assert "is corrupt" in result["reason"] and "building without it" in result["reason"]
-    assert any("is corrupt" in w for w in result["warnings"])
+    assert any("is corrupt" in w for w in result["warnings"]) and result["cache_warnings"] == [result["reason"]]
     assert path.is_dir() and not any(path.iterdir())
     assert not (tmp_path / "nest" / "outside").exists() and not (tmp_path / "outside").exists()
     assert sorted(p.name for p in (tmp_path / "nest").iterdir()) == ["cache"]  # no scratch left
@@ -155,10 +155,10 @@ def test_an_unreachable_cache_warns_and_never_fails(tmp_path, run_play, aws):
     path = tmp_path / "cache"
     restore = run_play(PLAY, extra_vars=dict(endpoint=dead, bucket=BUCKET, path=str(path))).task("Cache")
     assert restore["restored"] is False and "unreachable" in restore["reason"]
-    assert any("building without it" in w for w in restore["warnings"])
+    assert any("building without it" in w for w in restore["warnings"]) and restore["cache_warnings"]
     _fill(path)
     save = run_play(PLAY, extra_vars=dict(endpoint=dead, bucket=BUCKET, path=str(path), state="save")).task("Cache")
-    assert save["saved"] is False and "unreachable" in save["reason"] and save["warnings"]
+    assert save["saved"] is False and "unreachable" in save["reason"] and save["cache_warnings"]
 
 
 def test_counters_from_ccache_and_bad_options(s3, proxy, tmp_path, run_play):
