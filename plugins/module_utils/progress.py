@@ -131,6 +131,8 @@ def line(doc):
         doc.get("remote", 0),
         doc.get("local", 0),
     )
+    if doc.get("cache"):
+        text += ", cache %d hits / %d misses" % (doc["cache"]["hits"], doc["cache"]["misses"])
     if doc.get("unreachable"):
         text += ", stats unreachable: " + " ".join(doc["unreachable"])
     return text + " | log: " + (doc.get("last_line") or "(empty)")

@@ -46,6 +46,11 @@ options:
     description: File mode of O(dest).
     type: str
     default: "0644"
+  ccache_config:
+    description:
+      - ccache's configuration file of the build (C(CCACHE_CONFIGPATH)); the document then has C(cache) - ccache's
+        hits and misses since the runner zeroed them (C(ccache --print-stats)). None - no C(cache).
+    type: path
 notes:
   - Check mode is supported; nothing is written, the document is returned.
 seealso:
@@ -91,6 +96,9 @@ progress:
     last_line:
       description: The log's last non-empty line (at most 200 characters).
       type: str
+    cache:
+      description: With O(ccache_config) - hits and misses of ccache in this build; null when ccache did not answer.
+      type: dict
 line:
   description: The one-line summary the controller prints.
   returned: always
@@ -108,7 +116,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.buildfarm.ec2.plugins.module_utils import progress
+from ansible_collections.buildfarm.ec2.plugins.module_utils import compile_cache, progress
 
 
 def write(path, doc, mode):
@@ -143,6 +151,7 @@ def main():
             elapsed=dict(type="int"),
             dest=dict(type="path"),
             mode=dict(type="str", default="0644"),
+            ccache_config=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -159,6 +168,12 @@ def main():
     doc = progress.collect(
         params["log"], params["servers"], params["stats_port"], params["baseline"], params["elapsed"]
     )
+    if params["ccache_config"]:
+        rc, out, err = module.run_command(
+            ["ccache", "--print-stats"], environ_update={"CCACHE_CONFIGPATH": params["ccache_config"]}
+        )
+        counters = compile_cache.parse_stats(out) if rc == 0 else None
+        doc["cache"] = {"hits": counters["hits"], "misses": counters["misses"]} if counters else None
     changed = False
     if params["dest"] and not module.check_mode:
         try:

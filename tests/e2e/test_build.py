@@ -201,6 +201,10 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     # Lua's 33 C files: most on the builders (the build host's own 2 localhost slots take the rest, not counted).
     assert remote == sorted(remote) and 10 <= remote[-1] <= 33, progress
     assert progress[-1][3] == "0"
+    # ccache ran every compile (compile_cache: readwrite, the default): none of Lua's was cached yet, and the
+    # cache was saved for the next run.
+    cached = re.search(r"^build progress \[[^]]+\]: finished, .*, cache (\d+) hits / (\d+) misses", out, re.M)
+    assert cached and cached.group(1) == "0" and int(cached.group(2)) >= 30, out[-6000:]
     shown = re.search(r'id="progress" data-remote="(\d+)" data-local="(\d+)"', dom or "")
     assert shown and ">" in dom and "elapsed, compiles" in dom, (dom or "")[-3000:]
 
@@ -244,6 +248,8 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
     assert report["nodes"] == 4 and report["builders"] == 3
+    cache = report["compile_cache"]
+    assert cache["hits"] == 0 and cache["misses"] == int(cached.group(2)) and cache["saved"] is True, cache
     # image_id=auto booted the image the `baked` fixture made (its recipe is the roles' current package lists).
     assert report["image"]["baked"] is True and report["image"]["id"].startswith("ami-"), report["image"]
     assert "image: %s (baked, recipe %s)" % (report["image"]["id"], report["image"]["recipe"]) in out
@@ -503,6 +509,7 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
         92,
         build_timeout=300,
         keep_cluster=True,
+        compile_cache_prefix="fault-cache/",  # its own: the other tests of this worker share the bucket
     )
 
     # 1. The script compiles six files, then exits non-zero: the job fails, its log is still pushed, the kept
@@ -526,7 +533,7 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
         cache["mode"] == "readwrite" and cache["restored"] is False and "no cache at s3://" in cache["restore"]
     ), cache
     assert (cache["hits"], cache["misses"]) == (0, 6) and cache["saved"] is True and cache["warnings"] == [], cache
-    assert re.fullmatch(r"compile-cache/[0-9a-f]{64}/ccache\.tar", cache["key"]), cache
+    assert re.fullmatch(r"fault-cache/[0-9a-f]{64}/ccache\.tar", cache["key"]), cache
     assert "compile cache (readwrite): 0 hits, 6 misses (0%)" in out, out[-3000:]
     stored = cloud.client("s3").head_object(Bucket="buildfarm-e2e", Key=cache["key"])
     assert stored["ContentLength"] == cache["saved_bytes"] > 0

@@ -109,6 +109,10 @@ def test_collect_counts_since_the_baseline_and_marks_an_unreachable_server(stats
     gone = progress.collect(str(log), ["127.0.0.1"], dead_port, elapsed=5)
     assert gone["unreachable"] == ["127.0.0.1"] and gone["remote"] == 0
     assert "stats unreachable: 127.0.0.1" in progress.line(gone)
+    cached = dict(later, cache={"hits": 30, "misses": 3})  # build_progress's ccache counters
+    assert progress.line(cached) == (
+        "1m35s elapsed, compiles 1 remote / 2 local fallback, cache 30 hits / 3 misses | log: CC lvm.o"
+    )
 
 
 def test_a_mark_cut_by_a_chunk_boundary_counts_once(tmp_path):
