@@ -65,7 +65,9 @@ e2e: venv collection engine
 molecule: venv collection engine
 	tools/test/molecule-all.sh
 
-test: lint docs-lint sanity unit integration molecule e2e
+# The container suites through tools/test/suites.sh: molecule beside integration (no shared network), then e2e.
+test: lint docs-lint sanity unit venv collection engine
+	tools/test/suites.sh
 
 demo: venv collection engine
 	tools/demo.sh
