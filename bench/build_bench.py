@@ -58,6 +58,20 @@ def cloud_up(state):
     return env
 
 
+def aws_client(env, service):
+    """A boto3 client of the local cloud of ``env`` (its endpoint, region and credentials, not this process's)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+    )
+
+
 def build_yml(env, work, params):
     """One build.yml run; returns (seconds, its report, its start and end as epoch seconds)."""
     params = dict(BASE, work_dir=str(work), ssh_cidr=env["BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"], **params)
@@ -113,9 +127,7 @@ def one_build(host, builders, key, k):
 
 
 def nodes_of(env, cluster):
-    import boto3
-
-    ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
+    ec2 = aws_client(env, "ec2")
     found = ec2.describe_instances(
         Filters=[
             {"Name": "tag:buildfarm:cluster", "Values": [cluster]},
@@ -179,9 +191,7 @@ def main():
     env = cloud_up(state)
     lines = []
     try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"]).create_bucket(
+        aws_client(env, "s3").create_bucket(
             Bucket=BASE["bucket"], CreateBucketConfiguration={"LocationConstraint": env["AWS_REGION"]}
         )
         # 1. overhead on one kept cluster
