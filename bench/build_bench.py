@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the collection as Ansible sees it (make collection: build/collections/ansible_collections/buildfarm/ec2)
+sys.path[:0] = [str(ROOT), str(ROOT / "build" / "collections")]
 from ansible_collections.buildfarm.ec2.plugins.module_utils import speedup  # noqa: E402
 
 BIN = Path(sys.executable).parent
