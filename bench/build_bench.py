@@ -39,6 +39,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "build" / "collections")]
 from ansible_collections.buildfarm.ec2.plugins.module_utils import speedup  # noqa: E402
 
 BIN = Path(sys.executable).parent
+# A build script that builds nothing: one output file, since a successful build with nothing to push fails the job.
+EMPTY_BUILD = 'touch "$BUILDFARM_OUTPUT_DIR/empty"\n'
 LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
 BASE = {"image_id": "ami-12c6146b", "host_type": "c6i.large", "builder_type": "c6i.large", "bucket": "bench-build"}
 SSH = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
@@ -206,7 +208,7 @@ def main():
                 vpc_cidr="10.120.0.0/16",
                 subnet_cidr="10.120.0.0/24",
                 source_dir=sources,
-                build_script_content="exit 0",
+                build_script_content=EMPTY_BUILD,
                 keep_cluster=True,
             ),
         )
@@ -271,7 +273,7 @@ def main():
                         builders=count,
                         vpc_cidr="10.%d.0.0/16" % (121 + n),
                         subnet_cidr="10.%d.0.0/24" % (121 + n),
-                        build_script_content="exit 0",
+                        build_script_content=EMPTY_BUILD,
                     ),
                 )
                 phases = {p["phase"]: p["seconds"] for p in report["phases"]}
