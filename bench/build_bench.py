@@ -51,6 +51,16 @@ BUILD = (
 )
 
 
+def lua_sources():
+    """Lua's sources from the host's Debian mirror (examples/fetch-debian-source.sh), kept in build/e2e/sources."""
+    return subprocess.run(
+        [str(ROOT / "examples" / "fetch-debian-source.sh"), "lua5.4", str(ROOT / "build" / "e2e" / "sources")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+
+
 def cloud_up(state):
     env = dict(os.environ, BUILDFARM_LOCALCLOUD_DIR=str(state))
     up = subprocess.run([str(LOCALCLOUD), "up"], env=env, capture_output=True, text=True, check=True)
@@ -185,12 +195,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="build-bench-"))
     state = work / "cloud"
     state.mkdir()
-    sources = subprocess.run(
-        [str(ROOT / "examples" / "fetch-debian-source.sh"), "lua5.4", str(ROOT / "build" / "e2e" / "sources")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
+    sources = lua_sources()
     env = cloud_up(state)
     lines = []
     try:

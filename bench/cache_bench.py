@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # the collection as Ansible sees it (make collection), for build_bench's import of it
 sys.path[:0] = [str(HERE), str(HERE.parent / "build" / "collections")]
-from build_bench import ROOT, aws_client, build_yml, cloud_up, sweep  # noqa: E402
+from build_bench import ROOT, aws_client, build_yml, cloud_up, lua_sources, sweep  # noqa: E402
 
 LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
 SCRIPT = '#!/bin/bash\nset -e\nmake -j"$BUILDFARM_JOBS" CC="$CC" linux\ncp src/lua "$BUILDFARM_OUTPUT_DIR/"\n'
@@ -72,12 +72,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="cache-bench-"))
     state = work / "cloud"
     state.mkdir()
-    fetched = subprocess.run(
-        [str(ROOT / "examples" / "fetch-debian-source.sh"), "lua5.4", str(ROOT / "build" / "e2e" / "sources")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
+    fetched = lua_sources()
     clean, changed = work / "lua", work / "lua-changed"
     shutil.copytree(fetched, clean)
     shutil.copytree(fetched, changed)

@@ -218,6 +218,16 @@ class PlayResult(SimpleNamespace):
 
 
 @pytest.fixture
+def proxy(aws):
+    """The request-counting reverse proxy of tests/s3proxy.py in front of the moto server (``url``, ``writes()``)."""
+    from tests.s3proxy import CountingProxy
+
+    counting = CountingProxy(aws.endpoint)
+    yield counting
+    counting.close()
+
+
+@pytest.fixture
 def run_play(aws, tmp_path):
     """Run a playbook (text or path) with ansible-playbook against the moto server; returns a PlayResult."""
 

@@ -14,7 +14,6 @@ import os
 import pytest
 
 from tests.conftest import AWS_PLAY, enforced_auth, iam_user, shipped_policy_actions
-from tests.s3proxy import CountingProxy
 
 BUCKET = "bf-artifacts"
 PREFIX = "demo/r1/"
@@ -39,13 +38,6 @@ PLAY = AWS_PLAY + """
         multipart_chunksize: 5242880
         compare: "{{ compare | default(omit) }}"
 """
-
-
-@pytest.fixture
-def proxy(aws):
-    p = CountingProxy(aws.endpoint)
-    yield p
-    p.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import tarfile
 import pytest
 
 from tests.conftest import AWS_PLAY, free_port
-from tests.s3proxy import CountingProxy
 
 BUCKET = "bf-cache"
 TOOLCHAIN = "ab" * 32
@@ -27,13 +26,6 @@ PLAY = AWS_PLAY + """
         ccache_config: "{{ ccache_config | default(omit) }}"
       register: cache
 """ % TOOLCHAIN
-
-
-@pytest.fixture
-def proxy(aws):
-    p = CountingProxy(aws.endpoint)
-    yield p
-    p.close()
 
 
 @pytest.fixture
