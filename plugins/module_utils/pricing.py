@@ -6,7 +6,7 @@ Prices come from AWS and each one says where it came from (``source``):
 
 - ``price-list``: on-demand, from the Price List API (``pricing:GetProducts``, service AmazonEC2) for the region,
   Linux, shared tenancy, no pre-installed software, capacity status Used: instances per hour, EBS per GB-month
-  by volume type, the NAT gateway per hour;
+  by volume type, the NAT gateway per hour and per GB processed;
 - ``spot-price-history``: the newest ``DescribeSpotPriceHistory`` price of the type in the instance's zone
   (before launch, when the zone is not known yet: the highest over the region's zones);
 - ``published``: the public IPv4 address at USD 0.005 per hour (the same in every region);
@@ -21,8 +21,11 @@ given path); ``cached: true`` marks a price read from it. Fallback prices are ne
 
 Billing as EC2's for Linux: per second from ``LaunchTime`` to the termination (or stop, or ``until`` while it
 runs) with a one-minute minimum; EBS per GB-month (730 hours) from the volume's creation; a public IPv4 address
-while its instance has it; a NAT gateway per hour from its creation to its deletion (the GB it processed are
-not counted: that needs CloudWatch).
+while its instance has it; a NAT gateway per hour from its creation to its deletion, and per GB it processed:
+the sum of CloudWatch's ``BytesOutToDestination`` and ``BytesOutToSource`` (namespace ``AWS/NATGateway``), the
+bytes it sent either way, over the billed time (``nat_processed_bytes``). The collection's own network has no NAT
+gateway (a public IPv4 per node is cheaper for a short-lived cluster, docs/guide.md); a NAT gateway tagged with the
+cluster is billed all the same.
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ PUBLIC_IPV4_USD_PER_HOUR = 0.005
 # Offline fallback for EBS (USD per GB-month) and the NAT gateway (USD per hour): us-east-1's published prices.
 VOLUME_TABLE = {"gp3": 0.08, "gp2": 0.10, "io1": 0.125, "io2": 0.125, "st1": 0.045, "sc1": 0.015, "standard": 0.05}
 NAT_GATEWAY_TABLE = 0.045
+NAT_GATEWAY_GB_TABLE = 0.045
+# What a NAT gateway processed: the bytes it sent to the destinations and back to the clients in the VPC.
+NAT_BYTES_METRICS = ("BytesOutToDestination", "BytesOutToSource")
+# AWS bills data per GB of 2^30 bytes.
+BYTES_PER_GB = 2**30
+# GetMetricStatistics returns at most 1,440 data points a call.
+MAX_DATAPOINTS = 1440
 LINUX = dict(
     operatingSystem="Linux",
     tenancy="Shared",
@@ -137,7 +147,7 @@ class Prices:
         if message not in self.errors:
             self.errors.append(message)
 
-    def _api(self, call):
+    def api(self, call):
         """``call()``; None (and a note) when the API fails: the caller falls back to its table."""
         import botocore
 
@@ -157,7 +167,7 @@ class Prices:
                 paginate(self.pricing, "get_products", "PriceList", ServiceCode="AmazonEC2", Filters=filters), unit
             )
 
-        return lambda: self._api(call)
+        return lambda: self.api(call)
 
     def _key(self, *parts):
         return "|".join((self.endpoint, self.region) + parts)
@@ -175,7 +185,7 @@ class Prices:
         """Spot USD per hour of a type in ``zone`` (None: the highest of the region's zones)."""
 
         def fetch():
-            history = self._api(
+            history = self.api(
                 lambda: RETRY(self.ec2.describe_spot_price_history)(
                     InstanceTypes=[instance_type],
                     ProductDescriptions=["Linux/UNIX (Amazon VPC)", "Linux/UNIX"],
@@ -210,6 +220,13 @@ class Prices:
             NAT_GATEWAY_TABLE, "hour", "table"
         )
 
+    def nat_gateway_gb(self):
+        """USD per GB a NAT gateway processes."""
+        fetch = self._products("GB", "NAT Gateway")
+        return self._cached(self._key("nat-gateway-gb"), fetch, "GB", "price-list") or price(
+            NAT_GATEWAY_GB_TABLE, "GB", "table"
+        )
+
     @staticmethod
     def public_ipv4():
         return price(PUBLIC_IPV4_USD_PER_HOUR, "hour", "published")
@@ -222,13 +239,16 @@ def billed_seconds(start, end):
 
 
 def _item(kind, usd_price, seconds, quantity=1, **extra):
-    """A cost line: ``quantity`` (instances, or GiB for a volume) for ``seconds`` at ``usd_price``."""
+    """A cost line: ``quantity`` (instances, or GiB for a volume) for ``seconds`` at ``usd_price``; a price per GB
+    (data processed) is for ``quantity`` GB, whatever the time."""
     usd = usd_price["usd"]
     hours = seconds / 3600.0
     if usd is None:
         cost = 0.0
     elif usd_price["unit"] == "GB-month":
         cost = quantity * hours * usd / HOURS_PER_MONTH
+    elif usd_price["unit"] == "GB":
+        cost = quantity * usd
     else:
         cost = quantity * hours * usd
     return dict(
@@ -293,12 +313,33 @@ def _billed_from(start, since):
     return max(start, since) if since else start
 
 
-def report(ec2, prices, cluster, run_id=None, until=None, since=None):
+def nat_processed_bytes(cloudwatch, gateway_id, start, end):
+    """The bytes NAT gateway ``gateway_id`` processed from ``start`` to ``end`` (datetimes), from CloudWatch: the
+    Sum of each of NAT_BYTES_METRICS, in periods (multiples of a minute) that keep a call under MAX_DATAPOINTS."""
+    span = max(60.0, (end - start).total_seconds())
+    period = 60 * int(math.ceil(span / MAX_DATAPOINTS / 60))
+    total = 0
+    for metric in NAT_BYTES_METRICS:
+        points = RETRY(cloudwatch.get_metric_statistics)(
+            Namespace="AWS/NATGateway",
+            MetricName=metric,
+            Dimensions=[{"Name": "NatGatewayId", "Value": gateway_id}],
+            StartTime=start,
+            EndTime=end,
+            Period=period,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        total += sum(point["Sum"] for point in points)
+    return int(total)
+
+
+def report(ec2, prices, cluster, run_id=None, until=None, since=None, cloudwatch=None):
     """What the cluster's instances, volumes, public addresses and NAT gateways cost up to ``until`` (a UTC
     datetime, default now), a line each, with the total and the current rate (``usd_per_hour``).
 
     ``since`` (a UTC datetime): only what was billed from then on - a run's share of a kept cluster that an earlier
-    run launched; a resource that was gone by then is left out."""
+    run launched; a resource that was gone by then is left out. ``cloudwatch``: a CloudWatch client for the GB a
+    NAT gateway processed (without one, or when CloudWatch does not answer, that line is ``unknown``)."""
     until = until or datetime.now(timezone.utc)
     tag_filters = bf_tags.filters(cluster=cluster, run_id=run_id)
     reservations = paginate(ec2, "describe_instances", "Reservations", Filters=tag_filters)
@@ -343,9 +384,17 @@ def report(ec2, prices, cluster, run_id=None, until=None, since=None):
         if since and deleted and deleted <= since:
             continue
         usd = prices.nat_gateway()
-        seconds = billed_seconds(_billed_from(gateway["CreateTime"], since), deleted or until)
+        start = _billed_from(gateway["CreateTime"], since)
+        seconds = billed_seconds(start, deleted or until)
         items.append(_item("nat_gateway", usd, seconds, id=gateway["NatGatewayId"]))
         rate += 0.0 if deleted else usd["usd"]
+        processed = None
+        if cloudwatch is not None:
+            window = (gateway["NatGatewayId"], start, deleted or until)
+            processed = prices.api(lambda w=window: nat_processed_bytes(cloudwatch, *w))
+        per_gb = prices.nat_gateway_gb() if processed is not None else price(None, "GB", "unknown")
+        gigabytes = round((processed or 0) / BYTES_PER_GB, 6)
+        items.append(_item("nat_gateway_data", per_gb, seconds, gigabytes, id=gateway["NatGatewayId"], bytes=processed))
     result = _totals(items)
     result["usd_per_hour"] = round(rate, 6)
     result["until"] = bf_tags.format_time(until)

@@ -14,7 +14,9 @@ description:
   - C(mode=report) finds the cluster's instances, volumes and NAT gateways by their tags and bills them as EC2
     does for Linux, each item on its own line - instances per second from their launch time to their
     termination or stop (or O(until) while they run) with a one-minute minimum, EBS per GB-month by volume
-    type, a public IPv4 address at USD 0.005 per hour while its instance has one, NAT gateway hours.
+    type, a public IPv4 address at USD 0.005 per hour while its instance has one, NAT gateway hours and the GB a
+    NAT gateway processed (CloudWatch's C(BytesOutToDestination) plus C(BytesOutToSource), read with
+    C(cloudwatch:GetMetricStatistics)).
   - On-demand prices come from the Price List API (C(pricing:GetProducts)) for the region, Linux and shared
     tenancy; spot prices from C(DescribeSpotPriceHistory) for the instance's availability zone (the highest of the
     region's zones for an estimate). Every price carries its source - C(price-list), C(spot-price-history),
@@ -130,9 +132,10 @@ EXAMPLES = r"""
 RETURN = r"""
 items:
   description:
-    - A line per item - kind (instance, volume, public_ipv4, nat_gateway), quantity (instances, or GiB of a
-      volume), seconds billed, price_usd, price_unit (hour or GB-month), source, cached, cost_usd; instances also
-      id, role, type, lifecycle (on-demand or spot) and zone; volumes id and volume_type.
+    - A line per item - kind (instance, volume, public_ipv4, nat_gateway, nat_gateway_data), quantity (instances,
+      GiB of a volume, or GB a NAT gateway processed), seconds billed, price_usd, price_unit (hour, GB-month or
+      GB), source, cached, cost_usd; instances also id, role, type, lifecycle (on-demand or spot) and zone; volumes
+      id and volume_type; nat_gateway_data id and bytes (null when CloudWatch did not answer: source unknown).
   returned: always
   type: list
   elements: dict
@@ -240,7 +243,8 @@ def main():
         else:
             until = bf_tags.parse_time(params["until"]) if params["until"] else None
             since = bf_tags.parse_time(params["since"]) if params["since"] else None
-            result = pricing.report(ec2, prices, params["cluster"], params["run_id"], until, since)
+            cloudwatch = aws.client(module, "cloudwatch")
+            result = pricing.report(ec2, prices, params["cluster"], params["run_id"], until, since, cloudwatch)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         module.fail_json_aws(e, msg="Failed to price cluster %s" % (params["cluster"] or "(estimate)"))
     module.exit_json(changed=False, price_errors=prices.errors, **result)

@@ -1,8 +1,8 @@
 """docs/iam-policy.json is exactly the set of IAM actions the collection's code calls.
 
 The code under plugins/module_utils, plugins/modules and plugins/inventory is scanned (at test time, so
-modules added later are covered) for the boto3 calls it makes on EC2, S3 and Price List API (pricing)
-clients: ``.describe_instances(``, ``get_paginator("describe_instances")`` /
+modules added later are covered) for the boto3 calls it makes on EC2, S3, Price List API (pricing), IAM and
+CloudWatch clients: ``.describe_instances(``, ``get_paginator("describe_instances")`` /
 ``paginate(conn, "describe_instances", ...)``,
 ``get_waiter("instance_running")``, plus the s3transfer methods and amazon.aws helpers in EXTRA_ACTIONS.
 Operation names come from botocore's service models, so a name is only counted when it is an EC2, S3 or
@@ -26,7 +26,8 @@ from botocore.exceptions import DataNotFoundError
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "iam-policy.json"
 SCANNED = ("plugins/module_utils/*.py", "plugins/modules/*.py", "plugins/inventory/*.py")
-SERVICES = {"ec2": "ec2", "s3": "s3", "pricing": "pricing", "iam": "iam"}  # boto3 service name -> IAM prefix
+# boto3 service name -> IAM prefix
+SERVICES = {"ec2": "ec2", "s3": "s3", "pricing": "pricing", "iam": "iam", "cloudwatch": "cloudwatch"}
 
 # Calls that are not API operations of their own, and what they need.
 EXTRA_ACTIONS = {

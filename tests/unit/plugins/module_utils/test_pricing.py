@@ -193,15 +193,51 @@ def test_report_of_a_nat_gateway_and_of_nothing(priced, tmp_path):
         AllocationId=eip,
         TagSpecifications=bf_tags.tag_specifications("natgateway", bf_tags.cluster_tags("c1")),
     )["NatGateway"]
+    nat_id = gateway["NatGatewayId"]
     until = gateway["CreateTime"] + timedelta(hours=2)
-    result = pricing.report(ec2, prices, "c1", until=until)
-    (item,) = result["items"]
-    assert (item["kind"], item["id"], item["seconds"], item["cost_usd"]) == (
-        "nat_gateway",
-        gateway["NatGatewayId"],
-        7200,
-        0.09,
+    # What CloudWatch publishes for a gateway: 3 GiB out to the destinations, 1 GiB back to the clients, per
+    # minute; a data point of another gateway and one after ``until`` do not count.
+    cloudwatch = priced.client("cloudwatch")
+    points = [
+        ("BytesOutToDestination", nat_id, 10, 2 * 2**30),
+        ("BytesOutToDestination", nat_id, 70, 2**30),
+        ("BytesOutToSource", nat_id, 30, 2**30),
+        ("BytesInFromSource", nat_id, 30, 5 * 2**30),
+        ("BytesOutToDestination", "nat-0other", 30, 7 * 2**30),
+        ("BytesOutToDestination", nat_id, 180, 9 * 2**30),
+    ]
+    for metric, gid, minute, value in points:
+        cloudwatch.put_metric_data(
+            Namespace="AWS/NATGateway",
+            MetricData=[
+                {
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "NatGatewayId", "Value": gid}],
+                    "Timestamp": gateway["CreateTime"] + timedelta(minutes=minute),
+                    "Value": value,
+                    "Unit": "Bytes",
+                }
+            ],
+        )
+    result = pricing.report(ec2, prices, "c1", until=until, cloudwatch=cloudwatch)
+    hours, data = result["items"]
+    assert (hours["kind"], hours["id"], hours["seconds"], hours["cost_usd"]) == ("nat_gateway", nat_id, 7200, 0.09)
+    assert (data["kind"], data["id"], data["bytes"], data["quantity"]) == ("nat_gateway_data", nat_id, 4 * 2**30, 4.0)
+    assert (data["price_unit"], data["source"], data["cost_usd"]) == ("GB", "price-list", 0.18)
+    assert result["total_usd"] == 0.27 and result["missing"] == [] and prices.errors == []
+    # Without CloudWatch (or when it refuses) the data line is unknown, listed, and the reason is noted.
+    blind = pricing.report(ec2, prices, "c1", until=until)
+    assert blind["items"][1]["source"] == "unknown" and blind["missing"] == ["nat_gateway_data"]
+    refused = boto3.client(
+        "cloudwatch",
+        region_name=REGION,
+        endpoint_url="http://127.0.0.1:%d" % free_port(),
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
     )
+    noted = _prices(priced, tmp_path)
+    down = pricing.report(ec2, noted, "c1", until=until, cloudwatch=refused)
+    assert down["items"][1]["bytes"] is None and down["total_usd"] == 0.09
+    assert any("EndpointConnectionError" in e for e in noted.errors), noted.errors
 
 
 @pytest.mark.parametrize("text,expected", [("User initiated (2026-01-02 03:04:05 GMT)", 5), ("", None)])
