@@ -25,6 +25,11 @@ from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 
 WATCH_PATH = "/usr/local/sbin/buildfarm-lease-watch"
+# Where the node's watch puts a spot interruption notice: the status page's root (roles/status_page,
+# status_page_root), so that it is http://NODE/interruption.json.
+NOTICE_PATH = "/var/lib/buildfarm/status/interruption.json"
+# EC2 advises reading spot/instance-action every 5 seconds.
+SPOT_CHECK_INTERVAL = 5
 
 
 def lease_until(minutes, now=None):
@@ -43,24 +48,40 @@ def check_interval(minutes):
 
 
 def watch_script(minutes):
-    """The node's lease watch (plain sh + curl, IMDSv2). It powers the node off when the lease it reads is past.
+    """The node's watch (plain sh + curl, IMDSv2): it powers the node off when the lease it reads is past, and
+    publishes a spot interruption notice.
 
-    A read that fails (IMDS down, the tag or tags in metadata gone, curl failing) does not power the node off:
-    the node keeps the last lease it did read (before the first read: boot + timeout, the launch's lease) and
-    powers off only when that one is ``minutes`` more in the past. A flaky metadata service cannot end a run the
-    controller still vouches for, and a node that can never read its lease is still off two timeouts after the
-    controller's last word (max_lifetime stays the last guard). Without curl the watch does nothing (it says so).
+    Every SPOT_CHECK_INTERVAL s (EC2's advice for the notice) it reads ``spot/instance-action``; the first notice
+    goes, as EC2 gives it ({"action", "time"}), to NOTICE_PATH, which the node's status page serves
+    (``/interruption.json``) and the build host's runner watches (roles/build, run-build), so distcc stops sending
+    the node compiles during its two minutes.
+
+    The lease is read every :func:`check_interval` s. A read that fails (IMDS down, the tag or tags in metadata
+    gone, curl failing) does not power the node off: the node keeps the last lease it did read (before the first
+    read: boot + timeout, the launch's lease) and powers off only when that one is ``minutes`` more in the past. A
+    flaky metadata service cannot end a run the controller still vouches for, and a node that can never read its
+    lease is still off two timeouts after the controller's last word (max_lifetime stays the last guard). Without
+    curl the watch does nothing (it says so).
     """
     seconds = int(minutes) * 60
     return """#!/bin/sh
-# buildfarm.ec2 heartbeat lease watch: power off (shutdown behaviour terminate) once this instance's %(tag)s tag
-# (UTC, from the instance metadata) is past. A failed read keeps the last lease read; the node powers off only
-# when that one is %(seconds)d s (heartbeat_timeout) past as well.
+# buildfarm.ec2 node watch: power off (shutdown behaviour terminate) once this instance's %(tag)s tag (UTC, from
+# the instance metadata) is past; a failed read keeps the last lease read, and the node powers off only when that
+# one is %(seconds)d s (heartbeat_timeout) past as well. A spot interruption notice goes to %(notice)s.
 command -v curl >/dev/null || { echo "buildfarm lease: no curl, the watch is off (max_lifetime only)"; exit 0; }
 imds=http://169.254.169.254/latest
 known=$(( $(date +%%s) + %(seconds)d ))
-while sleep %(interval)d; do
-    if token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' $imds/api/token) &&
+next=0
+while sleep %(spot)d; do
+    token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' $imds/api/token) || token=
+    if [ -n "$token" ] && [ ! -e %(notice)s ] &&
+        notice=$(curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" $imds/meta-data/spot/instance-action); then
+        mkdir -p %(notice_dir)s && printf '%%s\\n' "$notice" > %(notice)s.tmp && mv %(notice)s.tmp %(notice)s
+        echo "buildfarm spot: interruption notice $notice"
+    fi
+    [ "$(date +%%s)" -ge "$next" ] || continue
+    next=$(( $(date +%%s) + %(interval)d ))
+    if [ -n "$token" ] &&
         lease=$(curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" $imds/meta-data/tags/instance/%(tag)s) &&
         until=$(date -u -d "$lease" +%%s 2>/dev/null); then
         known=$until
@@ -79,6 +100,9 @@ done
         "tag": bf_tags.TAG_LEASE,
         "seconds": seconds,
         "interval": check_interval(minutes),
+        "spot": SPOT_CHECK_INTERVAL,
+        "notice": NOTICE_PATH,
+        "notice_dir": NOTICE_PATH.rsplit("/", 1)[0],
     }
 
 

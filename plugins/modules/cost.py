@@ -135,7 +135,8 @@ items:
     - A line per item - kind (instance, volume, public_ipv4, nat_gateway, nat_gateway_data), quantity (instances,
       GiB of a volume, or GB a NAT gateway processed), seconds billed, price_usd, price_unit (hour, GB-month or
       GB), source, cached, cost_usd; instances also id, role, type, lifecycle (on-demand or spot) and zone; volumes
-      id and volume_type; nat_gateway_data id and bytes (null when CloudWatch did not answer: source unknown).
+      id and volume_type; nat_gateway_data id and bytes (null when CloudWatch did not answer, then the source is
+      unknown).
   returned: always
   type: list
   elements: dict

@@ -128,6 +128,20 @@ class Cloud:
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
+    def interrupt(self, instance_id, delay):
+        """The local cloud's spot interruption (`localcloud.sh spot interrupt ID --delay S`): EC2's notice in the
+        instance's metadata now, the instance stopped or terminated ``delay`` seconds later."""
+        env = dict(os.environ, BUILDFARM_LOCALCLOUD_DIR=self.env["BUILDFARM_LOCALCLOUD_DIR"])
+        proc = subprocess.run(
+            [str(LOCALCLOUD), "spot", "interrupt", instance_id, "--delay", str(delay)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
     def leftovers(self, cluster):
         """Every resource still tagged with the cluster (terminated instances excluded), plus its containers."""
         ec2 = self.client("ec2")

@@ -925,22 +925,28 @@ def test_a_killed_controller_lets_the_lease_lapse_and_the_expired_sweep_takes_th
     assert cloud.leftovers(cluster) == {}
 
 
-def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_path):
-    """A builder dies during the build: distcc compiles locally instead (and says so), the job ends, all swept."""
+def test_builders_lost_mid_build_get_no_new_compiles_and_all_is_swept(build, cloud, tmp_path):
+    """Two spot builders are lost while the build runs: one is killed, the other gets EC2's spot interruption notice
+    (and is terminated 30 s later). The build host's runner notices both, distcc skips them on the runner's marks
+    (its own trace says so) and compiles locally instead, the build succeeds, the report and the summary name both
+    nodes with their reasons, and nothing is left."""
     cloud.bucket("buildfarm-e2e")
     script = (
         "#!/bin/bash\nset -e\n"
-        "# only the builder, so the compile has to try it\n"
+        "# only the builders, so the compile has to decide about them\n"
         "export DISTCC_HOSTS=\"$(tr ' ' '\\n' <<<\"$DISTCC_HOSTS\" | grep -v '^localhost' | tr '\\n' ' ')\"\n"
         "export DISTCC_VERBOSE=1\n"
         'touch "$BUILDFARM_SOURCE_DIR/../waiting"\n'
         'for i in $(seq 120); do [ -e "$BUILDFARM_SOURCE_DIR/../go" ] && break; sleep 1; done\n'
+        'for i in $(seq 90); do [ "$(grep -c \' lost at \' "$BUILDFARM_LOG")" -ge 2 ] && break; sleep 1; done\n'
         "printf 'int main(void){return 0;}\\n' > t.c\n"
         '$CC -c t.c -o "$BUILDFARM_OUTPUT_DIR/t.o"\n'
     )
     params = cluster_params(
         "e2e-kill",
         95,
+        builders=2,
+        spot=True,
         build_script_content=script,
         outputs=["*.o"],
         build_timeout=600,
@@ -951,41 +957,50 @@ def test_a_builder_killed_mid_build_falls_back_and_is_swept(build, cloud, tmp_pa
     worker.start()
     ec2 = cloud.client("ec2")
     tag = [{"Name": "tag:buildfarm:cluster", "Values": ["e2e-kill"]}]
+
+    def role(name):
+        found = ec2.describe_instances(Filters=tag + [{"Name": "tag:buildfarm:role", "Values": [name]}])
+        return [i for r in found["Reservations"] for i in r["Instances"] if i["State"]["Name"] == "running"]
+
     deadline = time.monotonic() + 900
-    killed = None
-    while worker.is_alive() and killed is None and time.monotonic() < deadline:
-        host = [
-            i
-            for r in ec2.describe_instances(Filters=tag + [{"Name": "tag:buildfarm:role", "Values": ["host"]}])[
-                "Reservations"
-            ]
-            for i in r["Instances"]
-            if i["State"]["Name"] == "running"
-        ]
+    lost = None
+    while worker.is_alive() and lost is None and time.monotonic() < deadline:
+        host = role("host")
         waiting = host and subprocess.run(
             ["docker", "exec", "bf-lc-" + host[0]["InstanceId"], "test", "-e", "/srv/buildfarm/waiting"],
             capture_output=True,
             check=False,
         )
         if waiting and waiting.returncode == 0:
-            builder = [
-                i["InstanceId"]
-                for r in ec2.describe_instances(Filters=tag + [{"Name": "tag:buildfarm:role", "Values": ["builder"]}])[
-                    "Reservations"
-                ]
-                for i in r["Instances"]
-            ][0]
-            subprocess.run(["docker", "kill", "bf-lc-" + builder], capture_output=True, check=True)
+            killed, noticed = sorted(role("builder"), key=lambda i: i["InstanceId"])
+            assert noticed["InstanceLifecycle"] == "spot"
+            subprocess.run(["docker", "kill", "bf-lc-" + killed["InstanceId"]], capture_output=True, check=True)
+            cloud.interrupt(noticed["InstanceId"], 30)
             subprocess.run(
                 ["docker", "exec", "bf-lc-" + host[0]["InstanceId"], "touch", "/srv/buildfarm/go"], check=True
             )
-            killed = builder
+            lost = killed, noticed
         time.sleep(2)
     worker.join(timeout=900)
-    assert killed, result.get("out", "")[-6000:]
+    assert lost, result.get("out", "")[-6000:]
     assert result["rc"] == 0, result["out"][-8000:]
-    log = cloud.objects("buildfarm-e2e", "kill/")["kill/build.log"].decode()
+    objects = cloud.objects("buildfarm-e2e", "kill/")
+    log = objects["kill/build.log"].decode()
+    (killed_ip, killed_id), (noticed_ip, noticed_id) = [(i["PrivateIpAddress"], i["InstanceId"]) for i in lost]
+    assert "builder %s lost at " % killed_ip in log and "distccd on %s:3632 unreachable" % killed_ip in log, log[-4000:]
+    assert "builder %s lost at " % noticed_ip in log and "spot interruption notice" in log, log[-4000:]
+    # distcc skipped both on the runner's marks instead of trying them, and compiled locally.
+    for ip in (killed_ip, noticed_ip):
+        assert "still in backoff period for %s" % ip in log, log[-4000:]
     assert "running locally instead" in log, log[-3000:]
+    report = json.loads(objects["kill/report.json"])
+    by_node = {entry["node"]: entry["reason"] for entry in report["builders_lost"]}
+    assert set(by_node) == {killed_id, noticed_id}, report["builders_lost"]
+    assert "unreachable" in by_node[killed_id] and '"action"' in by_node[noticed_id], by_node
+    assert "lost during the build: %s at " % noticed_id in result["out"]
+    # EC2 ended the interrupted instance (the local cloud's control, as EC2 after its two minutes).
+    state = ec2.describe_instances(InstanceIds=[noticed_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
     assert cloud.leftovers("e2e-kill") == {}
 
 

@@ -87,7 +87,8 @@ def test_user_data_with_a_heartbeat_writes_and_starts_the_lease_watch(tmp_path):
     assert "buildfarm-lease" not in plain and "buildfarm:lease" not in plain
     watch = script.split("<<'BUILDFARM_LEASE_EOF'\n", 1)[1].split("\nBUILDFARM_LEASE_EOF\n", 1)[0]
     assert watch == lease.watch_script(10).rstrip("\n")
-    assert "meta-data/tags/instance/buildfarm:lease" in watch and "while sleep 60; do" in watch
+    assert "meta-data/tags/instance/buildfarm:lease" in watch and "while sleep 5; do" in watch
+    assert "next=$(( $(date +%s) + 60 ))" in watch and "meta-data/spot/instance-action" in watch
     assert "systemd-run --unit=buildfarm-lease %s" % lease.WATCH_PATH in script
     assert script.index("buildfarm-lease") < script.index("echo hi")  # the guard first, then the user's script
     for text in (script, watch):
