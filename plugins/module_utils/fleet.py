@@ -3,7 +3,8 @@
 """The instances of a build cluster, per role: validation, user-data, planning (pure), and the EC2 calls.
 
 One RunInstances per role (MinCount=MaxCount=missing count), so the number of calls does not grow with the
-number of instances beyond pagination. Spot launches fall back to on-demand when capacity is refused.
+number of instances beyond pagination; a spot role over several instance types makes one per type (and one more
+per type that must cover another's shortage). Spot launches fall back to on-demand when capacity is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import socket
 import time
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import instances as bf_instances
 from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import error_code, paginate, profile_retry
@@ -79,6 +81,12 @@ def validate_roles(roles):
         seen.add(name)
         if role.get("count") is not None and role["count"] < 0:
             errors.append("roles[%d] (%s): count must be 0 or more, got %d" % (index, name, role["count"]))
+        types = instance_types(role)
+        if role.get("type") is not None and (not types or len(types) != len(set(types))):
+            errors.append(
+                "roles[%d] (%s): type must be an instance type, or several comma-separated without repeats, got %r"
+                % (index, name, role["type"])
+            )
         size = role.get("volume_size")
         if size is not None and not 1 <= size <= MAX_VOLUME_GIB:
             errors.append("roles[%d] (%s): volume_size must be 1-%d GiB, got %d" % (index, name, MAX_VOLUME_GIB, size))
@@ -221,27 +229,39 @@ def network_interface(launch):
     return {"NetworkInterfaces": [interface]}
 
 
-def client_token(launch, role, market):
+def instance_types(role):
+    """The role's instance types in order of preference: its ``type`` names one, or several comma-separated."""
+    return [t.strip() for t in str(role.get("type") or "").split(",") if t.strip()]
+
+
+def spread(count, types):
+    """The first ask of each of ``types`` for ``count`` spot instances: an even split, the earlier types taking the
+    remainder (3 over 2 types: 2 and 1; 1 over 3: 1, 0, 0)."""
+    base, extra = divmod(count, len(types))
+    return [base + (1 if index < extra else 0) for index in range(len(types))]
+
+
+def client_token(launch, role, market, instance_type=None, step=0):
     """The RunInstances idempotency token of one launch, derived from the run: cluster, run id, role, how many of
-    the role were live before it (``launch['first']``) and the market. A retried call (throttling, a lost response)
-    returns the instances of the first call instead of launching again; another run or a later scale-up gets
-    another token. 64 ASCII characters at most (EC2's limit)."""
+    the role were live before it (``launch['first']``), the market, and with several instance types the type and
+    the step of the launch (:func:`run_instances`). A retried call (throttling, a lost response) returns the
+    instances of the first call instead of launching again; another run or a later scale-up gets another token.
+    64 ASCII characters at most (EC2's limit)."""
     tags = launch["tags"][role["name"]]
-    key = "/".join(
-        [
-            tags[bf_tags.TAG_CLUSTER],
-            tags.get(bf_tags.TAG_RUN, ""),
-            role["name"],
-            str(launch.get("first", {}).get(role["name"], 0)),
-            market,
-        ]
-    )
-    return "buildfarm-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:48]
+    parts = [
+        tags[bf_tags.TAG_CLUSTER],
+        tags.get(bf_tags.TAG_RUN, ""),
+        role["name"],
+        str(launch.get("first", {}).get(role["name"], 0)),
+        market,
+    ]
+    if len(instance_types(role)) > 1:
+        parts += [instance_type or instance_types(role)[0], str(step)]
+    return "buildfarm-" + hashlib.sha256("/".join(parts).encode("utf-8")).hexdigest()[:48]
 
 
-def run_instances(ec2, role, count, launch):
-    """One RunInstances call for ``count`` instances of ``role``; returns (instance ids, fallback reason). With
-    ``launch['lease']`` the instances carry that first lease and their tags are in the instance metadata."""
+def _launch_kwargs(role, launch):
+    """RunInstances parameters of ``role`` but the instance type and the counts."""
     metadata = {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1}
     instance_tags = dict(launch["tags"][role["name"]])
     if launch.get("lease"):
@@ -249,9 +269,6 @@ def run_instances(ec2, role, count, launch):
         instance_tags[bf_tags.TAG_LEASE] = launch["lease"]
     kwargs = dict(
         ImageId=launch["image_id"],
-        InstanceType=role["type"],
-        MinCount=count,
-        MaxCount=count,
         UserData=launch["user_data"],
         InstanceInitiatedShutdownBehavior="terminate",
         MetadataOptions=metadata,
@@ -264,8 +281,6 @@ def run_instances(ec2, role, count, launch):
     if launch.get("instance_profile"):
         kwargs["IamInstanceProfile"] = {"Name": launch["instance_profile"]}
     kwargs.update(network_interface(launch))
-    # A profile made just before may not be visible to EC2 yet: RunInstances is retried while it is refused.
-    run = profile_retry(ec2.run_instances)
     if role.get("volume_size"):
         kwargs["BlockDeviceMappings"] = [
             {
@@ -278,30 +293,88 @@ def run_instances(ec2, role, count, launch):
                 },
             }
         ]
-    fallback = None
+    return kwargs
+
+
+def run_instances(ec2, role, count, launch):
+    """Launch ``count`` instances of ``role``; returns (instance ids, fallbacks: [{type, reason}] of the spot
+    launches EC2 refused). With ``launch['lease']`` the instances carry that first lease and their tags are in the
+    instance metadata.
+
+    Spot, over the role's instance types (:func:`instance_types`): each type is first asked for its share of the
+    count (:func:`spread`), then each type that did not refuse is asked, in order, for what is still missing; every
+    call takes what EC2 has (MinCount 1). This is EC2 Fleet's diversified strategy done with RunInstances: a
+    reclaimed spot pool takes only its share of the builders (interruptions come per pool), one type's shortage
+    does not stop the run, and the calls and error codes are the same on EC2 and the local cloud. What spot could
+    not launch goes on-demand on the first type, unless ``spot_fallback`` is false: then the spot instances of this
+    call are terminated and the error names each refused type with EC2's code. On-demand roles launch on the
+    first type."""
+    types = instance_types(role)
+    kwargs = _launch_kwargs(role, launch)
+    # A profile made just before may not be visible to EC2 yet: RunInstances is retried while it is refused.
+    run = profile_retry(ec2.run_instances)
+    ids, refused = [], {}
     if role.get("spot"):
         spot = dict(kwargs)
         spot["InstanceMarketOptions"] = {
             "MarketType": "spot",
             "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
         }
-        try:
-            # ClientToken: a retried call (throttling) cannot launch the role twice.
-            response = run(aws_retry=True, ClientToken=client_token(launch, role, "spot"), **spot)
-            return [i["InstanceId"] for i in response["Instances"]], None
-        except botocore.exceptions.ClientError as e:
-            code = error_code(e)
-            if not should_fall_back(code):
-                raise
-            fallback = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
-            if role.get("spot_fallback") is False:
-                raise FleetError(
-                    "role %s: EC2 refused the spot launch of %d %s (%s) and spot_fallback is false: nothing was "
-                    "launched on-demand; try another builder type, later, or allow the fallback"
-                    % (role["name"], count, role["type"], fallback)
-                ) from None
-    response = run(aws_retry=True, ClientToken=client_token(launch, role, "on-demand"), **kwargs)
-    return [i["InstanceId"] for i in response["Instances"]], fallback
+        shares = spread(count, types)
+        asks = [(types[i], shares[i]) for i in range(len(types)) if shares[i]] + [(t, None) for t in types]
+        for step, (itype, ask) in enumerate(asks):
+            missing = count - len(ids)
+            if missing <= 0:
+                break
+            if itype in refused:
+                continue
+            ask = missing if ask is None else min(ask, missing)
+            try:
+                # ClientToken: a retried call (throttling) cannot launch twice.
+                response = run(
+                    aws_retry=True,
+                    ClientToken=client_token(launch, role, "spot", itype, step),
+                    InstanceType=itype,
+                    MinCount=1 if len(types) > 1 else ask,
+                    MaxCount=ask,
+                    **spot,
+                )
+            except botocore.exceptions.ClientError as e:
+                code = error_code(e)
+                if not should_fall_back(code):
+                    raise
+                refused[itype] = "%s: %s" % (code, e.response.get("Error", {}).get("Message", ""))
+                continue
+            ids.extend(i["InstanceId"] for i in response["Instances"])
+        fallbacks = [{"type": t, "reason": r} for t, r in refused.items()]
+        missing = count - len(ids)
+        if not missing:
+            return ids, fallbacks
+        if role.get("spot_fallback") is False:
+            if ids:
+                bf_instances.terminate(ec2, ids, wait=False)
+            raise FleetError(
+                "role %s: EC2 refused the spot launch of %d %s and spot_fallback is false: nothing was launched "
+                "on-demand%s; try other builder types, later, or allow the fallback"
+                % (
+                    role["name"],
+                    missing,
+                    ", ".join("%s (%s)" % (t, r) for t, r in refused.items()),
+                    " and the %d spot instances of the other types were terminated" % len(ids) if ids else "",
+                )
+            ) from None
+        count = missing
+    else:
+        fallbacks = []
+    response = run(
+        aws_retry=True,
+        ClientToken=client_token(launch, role, "on-demand"),
+        InstanceType=types[0],
+        MinCount=count,
+        MaxCount=count,
+        **kwargs,
+    )
+    return ids + [i["InstanceId"] for i in response["Instances"]], fallbacks
 
 
 def wait_for_port(host, port, timeout, interval=2.0):

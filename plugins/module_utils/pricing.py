@@ -280,8 +280,11 @@ def estimate(prices, roles, seconds, public_ip=False):
         if count <= 0:
             continue
         spot = bool(role.get("spot"))
-        usd = prices.spot(role["type"]) if spot else prices.instance(role["type"])
-        common = dict(role=role["name"], type=role["type"])
+        # Several types (spot builders spread over them): the dearest, an estimate errs on the safe side.
+        types = [t.strip() for t in role["type"].split(",") if t.strip()] if spot else role["type"].split(",")[:1]
+        quotes = [(prices.spot(t) if spot else prices.instance(t), t) for t in types]
+        usd, itype = max(quotes, key=lambda q: -1.0 if q[0]["usd"] is None else q[0]["usd"])
+        common = dict(role=role["name"], type=itype)
         items.append(_item("instance", usd, seconds, count, lifecycle="spot" if spot else "on-demand", **common))
         if role.get("volume_size"):
             volume_type = role.get("volume_type") or "gp3"

@@ -55,7 +55,9 @@ options:
         type: str
         required: true
       type:
-        description: The instance type.
+        description:
+          - The instance type, or several comma-separated (as buildfarm.ec2.fleet takes them) - spot roles are
+            priced at the dearest of them, on-demand roles at the first.
         type: str
         required: true
       count:

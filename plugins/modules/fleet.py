@@ -20,8 +20,13 @@ description:
     metadata (C(InstanceMetadataTags=enabled)) and a watch in the user-data powers each node off once its lease is
     past. Something must renew it while the run goes on (M(buildfarm.ec2.lease)).
   - Spot roles fall back to on-demand when EC2 refuses spot capacity or price (for example
-    C(InsufficientInstanceCapacity), C(SpotMaxPriceTooLow), C(MaxSpotInstanceCountExceeded)); each fallback is
+    C(InsufficientInstanceCapacity), C(SpotMaxPriceTooLow), C(MaxSpotInstanceCountExceeded)); each refusal is
     reported in RV(fallbacks) and as a warning.
+  - A spot role with several instance types (O(roles[].type) V(c6i.4xlarge,c5.4xlarge,m6i.4xlarge)) spreads its
+    count over them - each type is asked for its share first, then the types that did not refuse cover what is
+    missing, in order - so one reclaimed spot pool takes only its share and one type's shortage does not stop
+    the launch; what no type could launch as spot goes on-demand on the first type (or, with
+    O(roles[].spot_fallback=false), fails the module after terminating the spot instances of that launch).
   - Without O(key_name) a key pair C(buildfarm-<cluster>) is created for the cluster, tagged with it; its
     private key is returned once, in RV(private_key), when it is created. Use C(no_log) on the task.
   - Instances of roles not listed in O(roles) are left alone. Changing O(user_data), O(image_id) or a role's
@@ -60,7 +65,8 @@ options:
         required: true
       type:
         description:
-          - EC2 instance type.
+          - EC2 instance type, or several comma-separated in order of preference (used by spot roles, see above;
+            on-demand roles launch on the first).
         type: str
         default: t3.small
       spot:
@@ -283,11 +289,13 @@ plan:
   type: dict
   sample: {"builder": {"launch": 3, "terminate": []}}
 fallbacks:
-  description: Roles whose spot launch was refused and that were launched on-demand instead, with the reason.
+  description:
+    - The spot launches EC2 refused - role, instance type and reason; their share went to the role's other types
+      or on-demand (the instances' RV(instances[].spot) says which).
   returned: always
   type: list
   elements: dict
-  sample: [{"role": "builder", "reason": "InsufficientInstanceCapacity: ..."}]
+  sample: [{"role": "builder", "type": "c6i.4xlarge", "reason": "InsufficientInstanceCapacity: ..."}]
 key_name:
   description: The key pair of the instances (given, created, or found), null when none is used.
   returned: always
@@ -417,11 +425,14 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         count = plan[role["name"]]["launch"]
         if not count:
             continue
-        ids, fallback = bf_fleet.run_instances(ec2, role, count, launch)
+        ids, fallbacks = bf_fleet.run_instances(ec2, role, count, launch)
         result["launched"].extend(ids)
-        if fallback:
-            result["fallbacks"].append({"role": role["name"], "reason": fallback})
-            module.warn("role %s: spot launch refused (%s); launched on-demand instead" % (role["name"], fallback))
+        for fallback in fallbacks:
+            result["fallbacks"].append(dict(fallback, role=role["name"]))
+            module.warn(
+                "role %s: EC2 refused the spot launch of %s (%s); its share went to the role's other types or "
+                "on-demand (see the instances' lifecycle)" % (role["name"], fallback["type"], fallback["reason"])
+            )
     if params["wait"] and result["launched"]:
         bf_instances.wait_for(
             ec2, "instance_running", result["launched"], max_attempts=max(1, params["wait_timeout"] // 5)

@@ -21,7 +21,7 @@ import yaml
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import lease as bf_lease
 from tests import processes
-from tests.e2e.conftest import BASE_IMAGE
+from tests.e2e.conftest import BASE_IMAGE, Runner
 from tests.networks import users_network
 from tests.pricing_server import fixture as price_fixture
 from tests.ssh_traffic import SshTraffic
@@ -694,7 +694,7 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     finally:
         cloud.spot_capacity([BASE["builder_type"]], available=True)
     assert rc == 0, out[-8000:]
-    assert "spot launch refused (InsufficientInstanceCapacity: " in out
+    assert "EC2 refused the spot launch of %s (InsufficientInstanceCapacity: " % BASE["builder_type"] in out
     objects = cloud.objects("buildfarm-e2e", "slurm/")
     assert "slurm/t.o" in objects
     (run_dir,) = [p for p in (runner.tmp_path / "runs" / "e2e-slurm").iterdir() if p.is_dir()]  # beside the SSH key
@@ -720,6 +720,83 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     assert job and started and job.group(2) == started.group(1), log[-3000:]
     assert "DISTCC_HOSTS=localhost/2)" in log, log[-3000:]
     assert cloud.leftovers("e2e-slurm") == {}
+
+
+def test_queued_slurm_builds_on_one_kept_cluster_each_have_their_own_run(runner, cloud, tmp_path):
+    """scheduler=slurm on a kept cluster: two build.yml runs at the same time, both with keep_cluster false. Their
+    builds queue (sbatch --exclusive: one at a time on the build host) in run roots of their own; both succeed with
+    their own outputs and logs; the first to end keeps the cluster for the other (its mark on the host), the last
+    sweeps it, and nothing is left."""
+    cloud.bucket("buildfarm-e2e")
+    common = dict(
+        scheduler="slurm",
+        instance_profile=False,
+        compile_cache="off",
+        outputs=["*.txt"],
+        build_timeout=300,
+    )
+    first = cluster_params(
+        "e2e-queue",
+        90,
+        keep_cluster=True,
+        prefix="queue/0/",
+        build_script_content='echo zero > "$BUILDFARM_OUTPUT_DIR/run.txt"\n',
+        **common,
+    )
+    rc, out = runner.run("build.yml", first)
+    assert rc == 0, out[-8000:]
+    assert "cluster: kept (keep_cluster)" in out
+
+    script = (
+        "#!/bin/bash\nset -e\n"
+        'echo "{name}: job $SLURM_JOB_ID in $BUILDFARM_SOURCE_DIR"\n'
+        "sleep 20\n"
+        'echo {name} > "$BUILDFARM_OUTPUT_DIR/run.txt"\n'
+    )
+    runs = {}
+    for name in ("a", "b"):
+        own = tmp_path / name
+        own.mkdir()
+        params = cluster_params(
+            "e2e-queue",
+            90,
+            prefix="queue/%s/" % name,
+            build_script_content=script.format(name=name),
+            work_dir=str(tmp_path / "runs"),  # the first run's: the cluster's key is there
+            **common,
+        )
+        runs[name] = (Runner(cloud, own), params, {})
+    workers = [
+        threading.Thread(target=lambda r=r: r[2].update(zip(("rc", "out"), r[0].run("build.yml", r[1]), strict=True)))
+        for r in runs.values()
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=1800)
+    for name, (_, _, result) in runs.items():
+        assert result.get("rc") == 0, (name, result.get("out", "")[-8000:])
+    objects = cloud.objects("buildfarm-e2e", "queue/")
+    spans = {}
+    for name in ("a", "b"):
+        assert objects["queue/%s/run.txt" % name] == (name + "\n").encode()
+        log = objects["queue/%s/build.log" % name].decode()
+        # its own job, in its own run root; the other run's script never wrote into this log
+        found = re.search(r"^%s: job (\d+) in /srv/buildfarm/runs/([^/]+)/src$" % name, log, re.M)
+        assert found and ("%s: job" % ("b" if name == "a" else "a")) not in log, log[-3000:]
+        started = re.search(r"=== buildfarm: build started (\S+) ", log).group(1)
+        took = int(re.search(r"=== buildfarm: build success after (\d+)s", log).group(1))
+        begin = time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%SZ"))
+        spans[name] = (begin, begin + took, found.group(1), found.group(2))
+    (a0, a1, a_job, a_root), (b0, b1, b_job, b_root) = spans["a"], spans["b"]
+    assert a_job != b_job and a_root != b_root
+    assert a1 <= b0 or b1 <= a0, spans  # one build after the other (sbatch --exclusive)
+    first_out, last_out = (
+        (runs["a"][2]["out"], runs["b"][2]["out"]) if a1 <= b0 else (runs["b"][2]["out"], runs["a"][2]["out"])
+    )
+    assert "cluster: kept for the other runs that still use it (" in first_out, first_out[-3000:]
+    assert "cluster: swept" in last_out, last_out[-3000:]
+    assert cloud.leftovers("e2e-queue") == {}
 
 
 def test_spot_refused_without_fallback_fails_before_configuring(build, cloud):
@@ -926,10 +1003,10 @@ def test_a_killed_controller_lets_the_lease_lapse_and_the_expired_sweep_takes_th
 
 
 def test_builders_lost_mid_build_get_no_new_compiles_and_all_is_swept(build, cloud, tmp_path):
-    """Two spot builders are lost while the build runs: one is killed, the other gets EC2's spot interruption notice
-    (and is terminated 30 s later). The build host's runner notices both, distcc skips them on the runner's marks
-    (its own trace says so) and compiles locally instead, the build succeeds, the report and the summary name both
-    nodes with their reasons, and nothing is left."""
+    """Two spot builders (one of each of two types) are lost while the build runs: one is killed, the other gets EC2's
+    spot interruption notice (and is terminated 30 s later). The build host's runner notices both, distcc skips them
+    on the runner's marks (its own trace says so) and compiles locally instead, the build succeeds, the report and
+    the summary name both nodes with their reasons, and nothing is left."""
     cloud.bucket("buildfarm-e2e")
     script = (
         "#!/bin/bash\nset -e\n"
@@ -947,6 +1024,7 @@ def test_builders_lost_mid_build_get_no_new_compiles_and_all_is_swept(build, clo
         95,
         builders=2,
         spot=True,
+        builder_type="c6i.large,m6i.large",  # spread: one builder of each type
         build_script_content=script,
         outputs=["*.o"],
         build_timeout=600,
@@ -998,6 +1076,9 @@ def test_builders_lost_mid_build_get_no_new_compiles_and_all_is_swept(build, clo
     assert set(by_node) == {killed_id, noticed_id}, report["builders_lost"]
     assert "unreachable" in by_node[killed_id] and '"action"' in by_node[noticed_id], by_node
     assert "lost during the build: %s at " % noticed_id in result["out"]
+    # The two spot builders were spread over the two types; the report names each node's type and market.
+    builders = sorted((n["type"], n["lifecycle"]) for n in report["cost"]["nodes"] if n["role"] == "builder")
+    assert builders == [("c6i.large", "spot"), ("m6i.large", "spot")] and report["spot_fallbacks"] == []
     # EC2 ended the interrupted instance (the local cloud's control, as EC2 after its two minutes).
     state = ec2.describe_instances(InstanceIds=[noticed_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
     assert state in ("shutting-down", "terminated")

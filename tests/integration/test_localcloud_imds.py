@@ -447,11 +447,68 @@ def test_fleet_spot_fallback_against_the_control(cloud):
         assert "t3.nano" in str(refused.value) and "InsufficientInstanceCapacity" in str(refused.value)
         named = cloud.ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["lc-imds-fallback"]}])
         assert named["Reservations"] == []  # nothing launched
-        ids, fallback = bf_fleet.run_instances(ec2, role, 1, launch)
-        assert fallback.startswith("InsufficientInstanceCapacity: There is no Spot capacity")
+        ids, fallbacks = bf_fleet.run_instances(ec2, role, 1, launch)
+        assert [f["type"] for f in fallbacks] == ["t3.nano"]
+        assert fallbacks[0]["reason"].startswith("InsufficientInstanceCapacity: There is no Spot capacity")
         inst = _instance(cloud.ec2, ids[0])
         assert inst["InstanceType"] == "t3.nano" and "InstanceLifecycle" not in inst  # on-demand
     finally:
         _cli(cloud.dir, "spot", "allow", "t3.nano")
-    ids, fallback = bf_fleet.run_instances(ec2, dict(role, spot_fallback=False), 1, launch)
-    assert fallback is None and _instance(cloud.ec2, ids[0])["InstanceLifecycle"] == "spot"
+    ids, fallbacks = bf_fleet.run_instances(ec2, dict(role, spot_fallback=False), 1, launch)
+    assert fallbacks == [] and _instance(cloud.ec2, ids[0])["InstanceLifecycle"] == "spot"
+
+
+def test_spot_over_several_instance_types_against_the_control(cloud):
+    """A spot role over two types (module_utils/fleet.py): the count is spread over them, a refused type's share
+    goes to the other one, and only when both refuse does it go on-demand (first type) - or, with spot_fallback
+    false, fail naming both types and EC2's code, launching nothing."""
+    from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
+
+    from ansible_collections.buildfarm.ec2.plugins.module_utils import aws as bf_aws
+    from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet as bf_fleet
+    from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
+
+    ec2 = RetryingBotoClientWrapper(cloud.ec2, bf_aws.RETRY)
+    name = "lc-imds-types"
+
+    def launch(first):
+        return {
+            "image_id": AMI,
+            "subnet_id": _instance(cloud.ec2, cloud.v1)["SubnetId"],
+            "security_group_ids": [cloud.group],
+            "public_ip": False,
+            "user_data": "#!/bin/sh\ntrue\n",
+            "root_device": "/dev/sda1",
+            "tags": {"builder": dict(bf_tags.cluster_tags("lc-imds", role="builder", run_id="r2"), Name=name)},
+            "first": {"builder": first},  # another launch of the role each time: another ClientToken
+        }
+
+    def launched(ids):
+        return sorted((i["InstanceType"], i.get("InstanceLifecycle", "on-demand")) for i in map(_inst, ids))
+
+    def _inst(instance_id):
+        return _instance(cloud.ec2, instance_id)
+
+    role = {"name": "builder", "type": "t3.nano,t3.micro", "spot": True}
+    ids, fallbacks = bf_fleet.run_instances(ec2, role, 2, launch(10))
+    assert launched(ids) == [("t3.micro", "spot"), ("t3.nano", "spot")] and fallbacks == []
+    try:
+        _cli(cloud.dir, "spot", "refuse", "t3.nano")
+        ids, fallbacks = bf_fleet.run_instances(ec2, role, 1, launch(20))
+        assert launched(ids) == [("t3.micro", "spot")] and [f["type"] for f in fallbacks] == ["t3.nano"]
+        _cli(cloud.dir, "spot", "refuse", "t3.micro")
+        before = cloud.ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
+        with pytest.raises(bf_fleet.FleetError) as refused:
+            bf_fleet.run_instances(ec2, dict(role, spot_fallback=False), 1, launch(30))
+        message = str(refused.value)
+        assert (
+            "t3.nano (InsufficientInstanceCapacity: " in message
+            and "t3.micro (InsufficientInstanceCapacity: " in message
+        )
+        after = cloud.ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
+        assert len(after) == len(before)  # nothing launched
+        ids, fallbacks = bf_fleet.run_instances(ec2, role, 1, launch(40))
+        assert launched(ids) == [("t3.nano", "on-demand")]
+        assert sorted(f["type"] for f in fallbacks) == ["t3.micro", "t3.nano"]
+    finally:
+        _cli(cloud.dir, "spot", "allow", "t3.nano", "t3.micro")

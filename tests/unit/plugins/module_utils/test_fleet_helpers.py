@@ -164,3 +164,32 @@ def test_client_token_is_derived_from_the_run_and_the_launch():
         fleet.client_token(launch(), role, "spot"),
     ]
     assert token not in others and len(set(others)) == len(others)
+    # With several instance types each type and step of a spot launch has a token of its own.
+    several = {"name": "builder", "type": "c6i.large,c5.large"}
+    tokens = {
+        fleet.client_token(launch(), several, "spot", t, step) for t in ("c6i.large", "c5.large") for step in (0, 2)
+    }
+    assert len(tokens) == 4 and token not in tokens
+
+
+@pytest.mark.parametrize(
+    "count,types,expected",
+    [(3, ["a", "b"], [2, 1]), (1, ["a", "b", "c"], [1, 0, 0]), (4, ["a"], [4]), (6, ["a", "b", "c"], [2, 2, 2])],
+)
+def test_spot_count_is_spread_over_the_types(count, types, expected):
+    assert fleet.spread(count, types) == expected and sum(fleet.spread(count, types)) == count
+
+
+@pytest.mark.parametrize(
+    "value,types,error",
+    [
+        ("c6i.large", ["c6i.large"], False),
+        (" c6i.large , c5.large ", ["c6i.large", "c5.large"], False),
+        ("c6i.large,c6i.large", ["c6i.large", "c6i.large"], True),
+        (",", [], True),
+    ],
+)
+def test_instance_types_of_a_role(value, types, error):
+    role = {"name": "builder", "count": 1, "type": value}
+    assert fleet.instance_types(role) == types
+    assert bool([e for e in fleet.validate_roles([role]) if "type must be" in e]) is error

@@ -126,6 +126,18 @@ def test_estimate_of_a_requested_cluster(priced, tmp_path):
     assert result["seconds"] == 1800 and result["missing"] == []
 
 
+def test_estimate_of_spot_builders_over_several_types_takes_the_dearest(priced, tmp_path):
+    prices = _prices(priced, tmp_path)
+    roles = [{"name": "builder", "type": "t3.small,c6i.large", "count": 2, "spot": True}]
+    (item,) = pricing.estimate(prices, roles, 3600)["items"]
+    assert (item["type"], item["price_usd"], item["source"]) == ("c6i.large", 0.0314, "spot-price-history")
+    assert prices.spot("t3.small")["usd"] < 0.0314
+    # On-demand builders launch on the first type only: that is the price.
+    on_demand = [dict(roles[0], spot=False)]
+    (item,) = pricing.estimate(prices, on_demand, 3600)["items"]
+    assert (item["type"], item["price_usd"]) == ("t3.small", 0.0208)
+
+
 def test_report_bills_each_instance_from_launch_to_its_end(priced, tmp_path):
     ec2 = priced.client("ec2")
     builder = _launch(ec2, "c6i.large", "builder", spot=True)
