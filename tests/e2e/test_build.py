@@ -493,6 +493,10 @@ COMPILE_SIX = (
 )
 
 
+# Puts back the /etc/environment a build script moved aside (test_faults_on_a_kept_cluster_then_teardown, step 2b).
+RESTORE_ENVIRONMENT = "[ ! -e /etc/environment.buildfarm-test ] || mv /etc/environment.buildfarm-test /etc/environment"
+
+
 def _workspace_attachments(cloud, cluster):
     (volume,) = cloud.client("ec2").describe_volumes(
         Filters=[{"Name": "tag:buildfarm:cluster", "Values": [cluster]}, {"Name": "tag:Name", "Values": ["workspace"]}]
@@ -501,7 +505,7 @@ def _workspace_attachments(cloud, cluster):
 
 
 def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
-    """Three failing builds on one cluster: kept after the first two (keep_cluster), swept by the third. On the
+    """Four failing builds on one cluster: kept after the first three (keep_cluster), swept by the last. On the
     kept cluster, playbooks/handoff.yml moves a workspace volume to the builder and back, with its data."""
     cloud.bucket("buildfarm-e2e")
     params = cluster_params(
@@ -565,6 +569,31 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     assert "compile cache (read): 6 hits, 0 misses (100%)" in out, out[-3000:]
     again = cloud.client("s3").head_object(Bucket="buildfarm-e2e", Key=cache["key"])
     assert again["ETag"] == stored["ETag"] and again["LastModified"] == stored["LastModified"]
+
+    # 2b. The build host's /etc/environment loses its S3 endpoint while the script runs (as an image made for AWS
+    # would lack it): its push must not send the outputs to AWS's S3 while this run uses another endpoint. The run
+    # fails and says why, nothing reaches the bucket, the kept cluster stays; the line comes back for what follows.
+    rc, out = build(
+        dict(
+            params,
+            prefix="noendpoint/",
+            compile_cache="off",
+            build_script_content=(
+                "cp /etc/environment /etc/environment.buildfarm-test\n"
+                "sed -i '/AWS_ENDPOINT_URL/d' /etc/environment\n"
+                'echo built > "$BUILDFARM_OUTPUT_DIR/t.o"\n'
+            ),
+        )
+    )
+    for instance in kept["instances"]:
+        subprocess.run(
+            ["docker", "exec", "bf-lc-" + instance, "sh", "-c", RESTORE_ENVIRONMENT],
+            check=True,
+        )
+    assert rc != 0
+    assert "names no S3 endpoint in its /etc/environment" in out and "its push was not started" in out, out[-4000:]
+    assert cloud.objects("buildfarm-e2e", "noendpoint/") == {}
+    assert cloud.leftovers("e2e-fault")["instances"] == kept["instances"]
 
     # The workspace volume goes host -> builder (mounted by volume id, the command runs in it) -> host. The
     # second hand-off reads on the builder what the first wrote: the data travelled with the volume.
@@ -774,8 +803,8 @@ def test_queued_slurm_builds_on_one_kept_cluster_each_have_their_own_run(runner,
         worker.start()
     for worker in workers:
         worker.join(timeout=1800)
-    for name, (_, _, result) in runs.items():
-        assert result.get("rc") == 0, (name, result.get("out", "")[-8000:])
+    for name, run in runs.items():
+        assert run[2].get("rc") == 0, (name, run[2].get("out", "")[-8000:])
     objects = cloud.objects("buildfarm-e2e", "queue/")
     spans = {}
     for name in ("a", "b"):
