@@ -45,9 +45,12 @@ LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
 BASE = {"image_id": "ami-12c6146b", "host_type": "c6i.large", "builder_type": "c6i.large", "bucket": "bench-build"}
 SSH = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
 # One build on the host: clean, then the build with `times` after it (the children's user and system time).
+# `times` runs in this shell, not in a pipeline: a builtin in a pipeline runs in a subshell, which has no children
+# of its own to report (the reading was 0.0 that way).
 BUILD = (
     "set -e; cd /srv/buildfarm/src; make clean >/dev/null 2>&1 || true; %s TIMEFORMAT=%%R; "
-    "{ time make -j%d CC=%s linux >/dev/null 2>&1; } 2>/tmp/bench-wall; times | tail -1; cat /tmp/bench-wall"
+    "{ time make -j%d CC=%s linux >/dev/null 2>&1; } 2>/tmp/bench-wall; times >/tmp/bench-times; "
+    "tail -1 /tmp/bench-times; cat /tmp/bench-wall"
 )
 
 
