@@ -241,10 +241,10 @@ def spread(count, types):
     return [base + (1 if index < extra else 0) for index in range(len(types))]
 
 
-def client_token(launch, role, market, instance_type=None, step=0):
+def client_token(launch, role, market, instance_type="", step=0):
     """The RunInstances idempotency token of one launch, derived from the run: cluster, run id, role, how many of
-    the role were live before it (``launch['first']``), the market, and with several instance types the type and
-    the step of the launch (:func:`run_instances`). A retried call (throttling, a lost response) returns the
+    the role were live before it (``launch['first']``), the market, the instance type and the step of the launch
+    (:func:`run_instances`). A retried call (throttling, a lost response) returns the
     instances of the first call instead of launching again; another run or a later scale-up gets another token.
     64 ASCII characters at most (EC2's limit)."""
     tags = launch["tags"][role["name"]]
@@ -254,9 +254,9 @@ def client_token(launch, role, market, instance_type=None, step=0):
         role["name"],
         str(launch.get("first", {}).get(role["name"], 0)),
         market,
+        instance_type,
+        str(step),
     ]
-    if len(instance_types(role)) > 1:
-        parts += [instance_type or instance_types(role)[0], str(step)]
     return "buildfarm-" + hashlib.sha256("/".join(parts).encode("utf-8")).hexdigest()[:48]
 
 
@@ -335,7 +335,7 @@ def run_instances(ec2, role, count, launch):
                     aws_retry=True,
                     ClientToken=client_token(launch, role, "spot", itype, step),
                     InstanceType=itype,
-                    MinCount=1 if len(types) > 1 else ask,
+                    MinCount=1,
                     MaxCount=ask,
                     **spot,
                 )
@@ -368,7 +368,7 @@ def run_instances(ec2, role, count, launch):
         fallbacks = []
     response = run(
         aws_retry=True,
-        ClientToken=client_token(launch, role, "on-demand"),
+        ClientToken=client_token(launch, role, "on-demand", types[0]),
         InstanceType=types[0],
         MinCount=count,
         MaxCount=count,

@@ -37,6 +37,7 @@ import re
 import time
 from datetime import datetime, timezone
 
+from ansible_collections.buildfarm.ec2.plugins.module_utils import fleet as bf_fleet
 from ansible_collections.buildfarm.ec2.plugins.module_utils import tags as bf_tags
 from ansible_collections.buildfarm.ec2.plugins.module_utils.aws import RETRY, paginate
 
@@ -281,7 +282,7 @@ def estimate(prices, roles, seconds, public_ip=False):
             continue
         spot = bool(role.get("spot"))
         # Several types (spot builders spread over them): the dearest, an estimate errs on the safe side.
-        types = [t.strip() for t in role["type"].split(",") if t.strip()] if spot else role["type"].split(",")[:1]
+        types = bf_fleet.instance_types(role) if spot else bf_fleet.instance_types(role)[:1]
         quotes = [(prices.spot(t) if spot else prices.instance(t), t) for t in types]
         usd, itype = max(quotes, key=lambda q: -1.0 if q[0]["usd"] is None else q[0]["usd"])
         common = dict(role=role["name"], type=itype)
