@@ -42,7 +42,9 @@ BIN = Path(sys.executable).parent
 # A build script that builds nothing: one output file, since a successful build with nothing to push fails the job.
 EMPTY_BUILD = 'touch "$BUILDFARM_OUTPUT_DIR/empty"\n'
 LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
-BASE = {"image_id": "ami-12c6146b", "host_type": "c6i.large", "builder_type": "c6i.large", "bucket": "bench-build"}
+BASE_IMAGE = "ami-12c6146b"  # the local cloud's Debian 12 image
+# build.yml's parameters of every run here (--baked: image_id auto, the image bake.yml made from BASE_IMAGE)
+BASE = {"image_id": BASE_IMAGE, "host_type": "c6i.large", "builder_type": "c6i.large", "bucket": "bench-build"}
 SSH = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
 # One build on the host: clean, then the build with `times` after it (the children's user and system time).
 # `times` runs in this shell, not in a pipeline: a builtin in a pipeline runs in a subshell, which has no children
@@ -88,17 +90,17 @@ def aws_client(env, service):
     )
 
 
-def build_yml(env, work, params):
-    """One build.yml run; returns (seconds, its report, its start and end as epoch seconds)."""
-    params = dict(BASE, work_dir=str(work), ssh_cidr=env["BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"], **params)
-    path = work / ("params-%s.json" % params["cluster"])
+def playbook(env, work, name, params):
+    """ansible-playbook playbooks/<name> with ``params`` as extra vars; returns (seconds, start, end as epoch)."""
+    params = dict(work_dir=str(work), ssh_cidr=env["BUILDFARM_LOCALCLOUD_CONTROLLER_CIDR"], **params)
+    path = work / ("params-%s-%s.json" % (name, params["cluster"]))
     path.write_text(json.dumps(params))
     env = dict(
         env, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"), ANSIBLE_PYTHON_INTERPRETER=sys.executable
     )
     start = time.time()
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "build.yml"), "-e", "@%s" % path],
+        [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name), "-e", "@%s" % path],
         env=env,
         capture_output=True,
         text=True,
@@ -106,9 +108,29 @@ def build_yml(env, work, params):
     )
     end = time.time()
     if proc.returncode != 0:
-        sys.exit("build.yml failed for %s:\n%s" % (params["cluster"], (proc.stdout + proc.stderr)[-4000:]))
+        sys.exit("%s failed for %s:\n%s" % (name, params["cluster"], (proc.stdout + proc.stderr)[-4000:]))
+    return end - start, start, end
+
+
+def bake(env, work):
+    """playbooks/bake.yml from the local cloud's Debian image; afterwards build.yml runs boot it (image_id auto).
+    Returns bake.yml's seconds."""
+    seconds, _start, _end = playbook(
+        env,
+        work,
+        "bake.yml",
+        dict(cluster="bake", base_image_id=BASE_IMAGE, vpc_cidr="10.119.0.0/16", subnet_cidr="10.119.0.0/24"),
+    )
+    BASE.update(image_id="auto", base_image_id=BASE_IMAGE)
+    return seconds
+
+
+def build_yml(env, work, params):
+    """One build.yml run; returns (seconds, its report, its start and end as epoch seconds)."""
+    params = dict(BASE, **params)
+    seconds, start, end = playbook(env, work, "build.yml", params)
     reports = sorted((work / params["cluster"]).glob("*/report.json"), key=lambda p: p.stat().st_mtime)
-    return end - start, json.loads(reports[-1].read_text()), start, end
+    return seconds, json.loads(reports[-1].read_text()), start, end
 
 
 def sh(address, key, command):
@@ -192,6 +214,7 @@ def main():
     parser.add_argument("--builders", type=int, default=4)
     parser.add_argument("--orchestration", default="2,5,11", help="builder counts of the orchestration runs")
     parser.add_argument("--skip-orchestration", action="store_true")
+    parser.add_argument("--baked", action="store_true", help="bake an image first, boot it (image_id auto)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -200,11 +223,21 @@ def main():
     state.mkdir()
     sources = lua_sources()
     env = cloud_up(state)
-    lines = []
+    lines = [
+        "Run %s UTC on the %s; this machine: %d cores shared by every container."
+        % (
+            datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "image bake.yml baked (image_id auto)" if args.baked else "plain base image (packages installed)",
+            os.cpu_count(),
+        ),
+        "",
+    ]
     try:
         aws_client(env, "s3").create_bucket(
             Bucket=BASE["bucket"], CreateBucketConfiguration={"LocationConstraint": env["AWS_REGION"]}
         )
+        if args.baked:
+            lines += ["bake.yml: %.0f s (once; not part of any run below)." % bake(env, work), ""]
         # 1. overhead on one kept cluster
         ks = [k for k in (1, 2, 4) if k <= args.builders]
         build_yml(

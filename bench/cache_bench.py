@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # the collection as Ansible sees it (make collection), for build_bench's import of it
 sys.path[:0] = [str(HERE), str(HERE.parent / "build" / "collections")]
-from build_bench import ROOT, aws_client, build_yml, cloud_up, lua_sources, sweep  # noqa: E402
+from build_bench import ROOT, aws_client, bake, build_yml, cloud_up, lua_sources, sweep  # noqa: E402
 
 LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
 SCRIPT = '#!/bin/bash\nset -e\nmake -j"$BUILDFARM_JOBS" CC="$CC" linux\ncp src/lua "$BUILDFARM_OUTPUT_DIR/"\n'
@@ -66,6 +66,7 @@ def run(env, work, sources, cluster, net, **extra):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baked", action="store_true", help="bake an image first, boot it (image_id auto)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -85,6 +86,7 @@ def main():
         aws_client(env, "s3").create_bucket(
             Bucket="bench-build", CreateBucketConfiguration={"LocationConstraint": env["AWS_REGION"]}
         )
+        baked = bake(env, work) if args.baked else None
         for r in range(args.rounds):
             prefix = "cache-bench-%d/" % r
             plan = [
@@ -93,7 +95,12 @@ def main():
                 ("warm", clean, dict(compile_cache="readwrite", compile_cache_prefix=prefix)),
                 ("one file", changed, dict(compile_cache="readwrite", compile_cache_prefix=prefix)),
             ]
-            for i, (variant, sources, extra) in enumerate(plan):
+            # the machine's load drifts over a run: the reference goes first in even rounds, last in odd ones (cold,
+            # warm and one file keep their order: each needs the archive of the one before)
+            order = list(enumerate(plan))
+            if r % 2:
+                order = order[1:] + order[:1]
+            for i, (variant, sources, extra) in order:
                 cluster = "bench-cache-%d-%d" % (r, i)
                 try:
                     results[variant].append(run(env, work, sources, cluster, 121 + i, **extra))
@@ -113,8 +120,12 @@ def main():
     lines = [
         "# Compile cache: Lua on the local cloud (bench/cache_bench.py)",
         "",
-        "Run %s UTC, %d round(s), fresh 1+2 c6i.large clusters (plain base image), one local cloud; medians."
-        % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), args.rounds),
+        "Run %s UTC, %d round(s), fresh 1+2 c6i.large clusters (%s), one local cloud; medians."
+        % (
+            datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            args.rounds,
+            "plain base image" if baked is None else "the image bake.yml baked in %.0f s, image_id auto" % baked,
+        ),
         "The build time is the build script's wall time (make -j, every compile and the links).",
         "",
         "| variant | build s | hits | misses | hit rate | archive MiB | whole run s |",

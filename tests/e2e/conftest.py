@@ -32,6 +32,18 @@ def pytest_assertrepr_compare(op, left, right):
     return None
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first (their `minutes` mark; unmarked ones take about one). The two xdist workers take
+    the tests in this order, one at a time as they get free: a long test that starts last keeps one worker busy
+    while the other idles, longest-first lets both end together."""
+
+    def minutes(item):
+        mark = item.get_closest_marker("minutes")
+        return mark.args[0] if mark else 1
+
+    items.sort(key=minutes, reverse=True)
+
+
 @pytest.fixture(scope="session")
 def localcloud(tmp_path_factory):
     """The local cloud, up for the session; yields its env. `down` must leave nothing behind."""

@@ -19,7 +19,7 @@ trap 'kill -- -"$molecule" 2>/dev/null || true' EXIT INT TERM
 
 started=$(date +%s)
 integration=0
-"$PYTEST" -n 2 --dist loadfile tests/integration || integration=$?
+"$PYTEST" -n 2 --dist loadfile --durations=15 tests/integration || integration=$?
 echo "suites: integration $([[ $integration == 0 ]] && echo passed || echo FAILED) in $(($(date +%s) - started)) s"
 molecule_rc=0
 wait "$molecule" || molecule_rc=$?
@@ -33,6 +33,6 @@ fi
 
 started=$(date +%s)
 e2e=0
-"$PYTEST" -n 2 --dist load tests/e2e || e2e=$?
+"$PYTEST" -n 2 --dist load --durations=0 tests/e2e || e2e=$?
 echo "suites: e2e $([[ $e2e == 0 ]] && echo passed || echo FAILED) in $(($(date +%s) - started)) s"
 exit "$e2e"
