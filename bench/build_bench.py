@@ -13,7 +13,7 @@ One local cloud of this script (its own state dir and port), Lua's sources from 
    (plugins/module_utils/speedup.py) made from the K=1 build predicts K=2 and K=4, side by side with what they took.
 2. orchestration: build.yml runs of fresh clusters of 1+2, 1+5 and 1+11 nodes with an empty build script: the time
    outside the build script (the report's phases) and the EC2 and S3 API requests the local cloud answered during
-   the run (its endpoint log; per run, not per phase: the report gives the phases' lengths, not their bounds).
+   the run (its endpoint log), the EC2 ones per phase too (between the bounds of each phase in the report).
 
     .venv/bin/python bench/build_bench.py --rounds 3 --out docs/bench-build.md
 """
@@ -301,7 +301,8 @@ def main():
                 "## Orchestration: build.yml outside the build script",
                 "",
                 "| nodes | total s | provision s | configure s | build s | validate, push, teardown s |"
-                " outside the script s | EC2 API requests | S3 and other requests |",
+                " outside the script s | EC2 API requests (all: provision, configure, build, the rest) |"
+                " S3 and other requests |",
                 "|---|---|---|---|---|---|---|---|---|",
             ]
             log = state / "endpoint.log"
@@ -317,13 +318,32 @@ def main():
                         build_script_content=EMPTY_BUILD,
                     ),
                 )
-                phases = {p["phase"]: p["seconds"] for p in report["phases"]}
+                phases = {p["phase"]: p for p in report["phases"]}
                 calls = requests_between(log, start, end)
-                outside = total - phases.get("build", 0.0)
-                named = [phases.get(p, 0.0) for p in ("provision", "configure", "build")]
+                # per phase: between its bounds in the report (the controller's clock, as the endpoint's log)
+                per_phase = [
+                    (
+                        requests_between(log, phases[p]["started"], phases[p]["ended"])["ec2"]
+                        if phases.get(p, {}).get("started") and phases[p].get("ended")
+                        else 0
+                    )
+                    for p in ("provision", "configure", "build")
+                ]
+                named = [phases.get(p, {}).get("seconds", 0.0) for p in ("provision", "configure", "build")]
+                outside = total - named[2]
                 lines.append(
-                    "| 1+%d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %d |"
-                    % (count, total, *named, total - sum(named), outside, calls["ec2"], calls["other"])
+                    "| 1+%d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d: %s, %d | %d |"
+                    % (
+                        count,
+                        total,
+                        *named,
+                        total - sum(named),
+                        outside,
+                        calls["ec2"],
+                        ", ".join(str(c) for c in per_phase),
+                        calls["ec2"] - sum(per_phase),
+                        calls["other"],
+                    )
                 )
             lines.append("")
     finally:

@@ -249,6 +249,12 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     report = json.loads(objects["lua/report.json"])
     assert report["build"]["status"] == "success"
     assert report["nodes"] == 4 and report["builders"] == 3
+    # The phases before the push, in the order they ran, each with its bounds (the bench counts API calls by them).
+    phases = [p for p in report["phases"] if p["started"] is not None]
+    assert [p["phase"] for p in phases][:3] == ["provision", "configure", "build"], report["phases"]
+    for phase, after in zip(phases, phases[1:] + [None], strict=True):
+        assert phase["started"] <= phase["ended"] <= (after["started"] if after else time.time()), report["phases"]
+        assert abs(phase["ended"] - phase["started"] - phase["seconds"]) <= 0.1, phase
     cache = report["compile_cache"]
     assert cache["hits"] == 0 and cache["misses"] == int(cached.group(2)) and cache["saved"] is True, cache
     # image_id=auto booted the image the `baked` fixture made (its recipe is the roles' current package lists).
