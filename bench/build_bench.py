@@ -96,7 +96,11 @@ def playbook(env, work, name, params):
     path = work / ("params-%s-%s.json" % (name, params["cluster"]))
     path.write_text(json.dumps(params))
     env = dict(
-        env, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"), ANSIBLE_PYTHON_INTERPRETER=sys.executable
+        env,
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"),
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        # as bin/buildfarm-build runs Ansible: every node at once (Ansible's default is 5 at a time)
+        ANSIBLE_FORKS=os.environ.get("ANSIBLE_FORKS", "50"),
     )
     start = time.time()
     proc = subprocess.run(
@@ -224,10 +228,11 @@ def main():
     sources = lua_sources()
     env = cloud_up(state)
     lines = [
-        "Run %s UTC on the %s; this machine: %d cores shared by every container."
+        "Run %s UTC on the %s, Ansible with %s forks; this machine: %d cores shared by every container."
         % (
             datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "image bake.yml baked (image_id auto)" if args.baked else "plain base image (packages installed)",
+            os.environ.get("ANSIBLE_FORKS", "50"),
             os.cpu_count(),
         ),
         "",

@@ -12,6 +12,8 @@ export BUILDFARM_LOCALCLOUD_DIR="$ROOT/build/demo/localcloud"
 export PATH="$ROOT/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/build/collections"
 export ANSIBLE_LOCALHOST_WARNING=false
+# every node configured at once, as bin/buildfarm-build runs Ansible (its default is 5 at a time)
+export ANSIBLE_FORKS=50
 
 cleanup() { tools/localcloud/localcloud.sh down >/dev/null || echo "demo: 'tools/localcloud/localcloud.sh down' failed" >&2; }
 trap cleanup EXIT

@@ -122,6 +122,9 @@ def test_it_creates_every_object_the_issue_asks_for():
     assert source["source_path"] == "inventories/aws/demo.buildfarm.yml"
     playbooks = {t["playbook"] for t in by_module["awx.awx.job_template"]}
     assert playbooks == {"playbooks/build.yml", "playbooks/sweep.yml"}
+    # the build job configures up to 50 nodes at once (AWX's default is Ansible's 5 forks)
+    (build,) = [t for t in by_module["awx.awx.job_template"] if t["playbook"] == "playbooks/build.yml"]
+    assert build["forks"] == "{{ buildfarm_awx_build_forks }}" and _play()["vars"]["buildfarm_awx_build_forks"] == 50
     # what dead controllers leave (docs/faults.md): an expired-only sweep template and its schedule
     (expired,) = [t for t in by_module["awx.awx.job_template"] if "expired_only" in t.get("extra_vars", {})]
     assert expired["extra_vars"]["expired_only"] is True and expired["playbook"] == "playbooks/sweep.yml"
