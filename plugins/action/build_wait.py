@@ -83,7 +83,9 @@ class ActionModule(ActionBase):
                 if current:
                     doc = current["progress"]
                     display.display("build progress [%s]: %s" % (label, current["line"]))
-            time.sleep(args["poll"])
+            # A short job (an empty script, a warm cache) is not waited on for a whole poll: every second at
+            # first, a second more for every four the job has run, up to poll.
+            time.sleep(min(args["poll"], 1 + int(now - started) // 4))
         if args["progress"]:
             current = self._progress(args["progress"], time.monotonic() - started, baseline, task_vars)
             if current:

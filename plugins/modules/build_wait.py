@@ -27,7 +27,9 @@ options:
     type: int
     required: true
   poll:
-    description: Seconds between checks of the job, 1-60.
+    description:
+      - Most seconds between checks of the job, 1-60. The first checks come sooner - every second, then a second
+        more for every four the job has run - so a short job is not waited on for a whole O(poll).
     type: int
     default: 5
   interval:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,37 @@ def test_build_wait_refuses_an_interval_over_30_seconds(stats, tmp_path):
     out = _play(tmp_path, text)
     assert out.returncode != 0
     assert "interval must be 1-30 seconds, got 31" in out.stdout, out.stdout
+
+
+SHORT_JOB = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Start a job of three seconds
+      ansible.builtin.command: sleep 3
+      async: 120
+      poll: 0
+      register: job
+
+    - name: Wait for it
+      buildfarm.ec2.build_wait:
+        jid: "{{ job.ansible_job_id }}"
+        timeout: 120
+        poll: 60
+      register: waited
+
+    - name: Check its result
+      ansible.builtin.assert:
+        that: waited.rc == 0
+"""
+
+
+def test_build_wait_checks_a_short_job_sooner_than_its_poll(tmp_path):
+    """poll is the most seconds between checks: a job of three seconds is found ended within seconds, not after a
+    whole poll of 60 (the whole play must end within 45 s: far above what a loaded machine takes for the play and
+    the first checks, below the 60 s a check every poll waits)."""
+    started = time.monotonic()
+    out = _play(tmp_path, SHORT_JOB)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert time.monotonic() - started < 45, out.stdout[-2000:]
