@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.engine
 
 
-@pytest.mark.minutes(3)
+@pytest.mark.minutes(2)
 def test_build_job_template_through_ansible_runner(cloud, tmp_path, monkeypatch):
     cloud.bucket("buildfarm-awx")
     pdd = tmp_path / "pdd"

@@ -139,7 +139,7 @@ def test_bake_makes_one_clean_image_and_finds_it_again(baked, cloud):
 BLOB_BYTES = 32 * 1024 * 1024  # incompressible outputs of the Lua build beside the binaries (the direct push)
 
 
-@pytest.mark.minutes(4)
+@pytest.mark.minutes(2)
 def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     """Three builders, one of which fails its configuration (distcc cannot be installed): min_builders=2, so the
     build runs on the other two and the report lists the third with its reason. The build host pushes the outputs
@@ -310,6 +310,7 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert cloud.leftovers("e2e-lua") == {}
 
 
+@pytest.mark.minutes(2)
 def test_zlib_example_as_shipped(build, cloud, zlib_sources):
     """examples/zlib as a user runs it: its params' builders, outputs and build.sh (configure and make through the
     distcc wrapper, zlib's own `make test`, `make install` into the output directory). The host is a one-vCPU
@@ -511,7 +512,7 @@ def _workspace_attachments(cloud, cluster):
     return [a["InstanceId"] for a in volume["Attachments"] if a["State"] == "attached"]
 
 
-@pytest.mark.minutes(12)
+@pytest.mark.minutes(6)
 def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     """Five failing builds on one cluster: kept after the first four (keep_cluster), swept by the last. On the
     kept cluster, playbooks/handoff.yml moves a workspace volume to the builder and back, with its data."""
@@ -710,7 +711,7 @@ def test_faults_on_a_kept_cluster_then_teardown(build, runner, cloud):
     assert cloud.leftovers("e2e-fault") == {}
 
 
-@pytest.mark.minutes(3)
+@pytest.mark.minutes(4)
 def test_the_budget_stops_a_build_that_would_cost_more(build, cloud):
     """max_cost_usd at the estimate for build_timeout: launch and configuration spend part of it, so the script
     gets less than build_timeout and is stopped (or not started) when the cost reaches the cap; all swept."""
@@ -759,7 +760,7 @@ def test_bad_parameters_fail_before_any_resource(build, cloud):
     )
 
 
-@pytest.mark.minutes(4)
+@pytest.mark.minutes(2)
 def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     """scheduler=slurm: munge + Slurm on every node, the build is an sbatch job on the build host. The builders are
     asked for as spot while EC2 (the local cloud's spot control) has no spot capacity of their type: they fall back to
@@ -819,7 +820,7 @@ def test_slurm_scheduler_runs_the_build_as_a_batch_job(runner, cloud):
     assert cloud.leftovers("e2e-slurm") == {}
 
 
-@pytest.mark.minutes(5)
+@pytest.mark.minutes(4)
 def test_queued_slurm_builds_on_one_kept_cluster_each_have_their_own_run(runner, cloud, tmp_path):
     """scheduler=slurm on a kept cluster: two build.yml runs at the same time, both with keep_cluster false. Their
     builds queue (sbatch --exclusive: one at a time on the build host) in run roots of their own; both succeed with
@@ -1012,7 +1013,7 @@ def test_interrupted_run_is_torn_down_by_the_entry_point(runner, cloud):
     assert cloud.leftovers("e2e-int") == {}
 
 
-@pytest.mark.minutes(5)
+@pytest.mark.minutes(2)
 def test_a_killed_controller_lets_the_lease_lapse_and_the_expired_sweep_takes_the_rest(runner, cloud):
     """The laptop gone mid-build: ansible-playbook (that process alone) SIGKILLed while the build script runs. Its
     renewer sees its owner gone and stops, nothing renews the 1-minute lease, and every node powers itself off and
@@ -1105,7 +1106,7 @@ def test_a_killed_controller_lets_the_lease_lapse_and_the_expired_sweep_takes_th
     assert cloud.leftovers(cluster) == {}
 
 
-@pytest.mark.minutes(4)
+@pytest.mark.minutes(2)
 def test_builders_lost_mid_build_get_no_new_compiles_and_all_is_swept(build, cloud, tmp_path):
     """Two spot builders (one of each of two types) are lost while the build runs: one is killed, the other gets EC2's
     spot interruption notice (and is terminated 30 s later). The build host's runner notices both, distcc skips them
