@@ -53,7 +53,8 @@ def fractions_of(wall, client_cpu, client_cores, server_cpu, server_cores, build
     if None in (wall, client_cpu, client_cores, server_cpu, server_cores) or builders < 1:
         return None
     client = client_cpu / client_cores
-    parallel = max(client, server_cpu / (builders * server_cores))
+    server = server_cpu / (builders * server_cores)
+    parallel = max(client, server)
     return dict(
         wall=round(wall, 2),
         builders=builders,
@@ -62,6 +63,7 @@ def fractions_of(wall, client_cpu, client_cores, server_cpu, server_cores, build
         client_seconds=round(client, 2),
         server_cpu=round(server_cpu, 2),
         server_cores=server_cores,
+        server_seconds=round(server, 2),
         overhead=round(max(0.0, wall - parallel), 2),
         client_share=round(client_cpu / (client_cpu + server_cpu), 3),
     )

@@ -299,6 +299,16 @@ def test_lua_builds_across_the_cluster(runner, cloud, lua_sources, tmp_path):
     assert (
         "next run: %d builder(s) predicted %s s of build" % (recommended["builders"], recommended["seconds"]) in out
     ), out[-3000:]
+    # Where the build's time went: the client's and the builders' seconds (they overlap) and the serial rest.
+    assert fractions["server_seconds"] == round(fractions["server_cpu"] / (2 * fractions["server_cores"]), 2), model
+    parallel = max(fractions["client_seconds"], fractions["server_seconds"])
+    assert abs(parallel + fractions["overhead"] - fractions["wall"]) <= 0.05 or fractions["overhead"] == 0, model
+    went = "where the build's %s s went: client %s s (%s CPU-s of make, preprocessing, linking and local compiles" % (
+        fractions["wall"],
+        fractions["client_seconds"],
+        fractions["client_cpu"],
+    )
+    assert went in out and "serial steps and network %s s" % fractions["overhead"] in out, out[-3000:]
 
     log = objects["lua/build.log"].decode()
     # distcc's own trace: compiles were sent to both builders, none fell back to local compilation.

@@ -17,7 +17,7 @@ def test_the_model_reproduces_the_run_it_was_made_from():
     result = speedup.model(**RUN)
     fractions = result["fractions"]
     # servers: 300 / (2 * 2) = 75 s; client 40 / 2 = 20 s; the rest of the 100 s is overhead
-    assert (fractions["client_seconds"], fractions["overhead"]) == (20.0, 25.0)
+    assert (fractions["client_seconds"], fractions["server_seconds"], fractions["overhead"]) == (20.0, 75.0, 25.0)
     assert speedup.predict(fractions, 2) == pytest.approx(100.0)
     assert {p["builders"]: p["seconds"] for p in result["curve"]}[2] == 100.0
     assert fractions["client_share"] == round(40 / 340, 3)
