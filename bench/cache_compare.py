@@ -70,7 +70,7 @@ def s3_server(work):
         env=dict(os.environ, **CREDENTIALS),
     )
     endpoint = "http://127.0.0.1:%d" % port
-    for _ in range(100):
+    for attempt in range(100):  # noqa: B007
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             break
@@ -109,7 +109,12 @@ def make(src, cc, env):
     subprocess.run(["make", "clean"], cwd=src, env=env, capture_output=True, check=False)
     start = time.monotonic()
     out = subprocess.run(
-        ["make", "-j%d" % os.cpu_count(), "CC=%s" % cc, "linux"], cwd=src, env=env, capture_output=True, text=True
+        ["make", "-j%d" % os.cpu_count(), "CC=%s" % cc, "linux"],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     seconds = time.monotonic() - start
     if out.returncode != 0:
@@ -131,7 +136,7 @@ def run_ccache(src, work, s3, endpoint_log, key, warm):
     conf = work / "ccache.conf"
     conf.write_text(ccache_conf(cache_dir, src))
     env = dict(os.environ, CCACHE_CONFIGPATH=str(conf))
-    _, offset = requests_in(endpoint_log, 0)
+    offset = requests_in(endpoint_log, 0)[1]
     start = time.monotonic()
     if warm:
         restored = compile_cache.restore(s3, BUCKET, key, str(cache_dir))
@@ -142,7 +147,7 @@ def run_ccache(src, work, s3, endpoint_log, key, warm):
     hits, misses = ccache_stats(env)
     saved = compile_cache.save(s3, BUCKET, key, str(cache_dir))
     seconds = time.monotonic() - start
-    requests, _ = requests_in(endpoint_log, offset)
+    requests = requests_in(endpoint_log, offset)[0]
     return seconds, build, hits, misses, requests, saved["bytes"]
 
 
@@ -162,7 +167,7 @@ def run_sccache(src, work, endpoint, endpoint_log, prefix):
         SCCACHE_LOG="warn",
     )
     subprocess.run([str(SCCACHE), "--stop-server"], env=env, capture_output=True, check=False)
-    _, offset = requests_in(endpoint_log, 0)
+    offset = requests_in(endpoint_log, 0)[1]
     start = time.monotonic()
     subprocess.run([str(SCCACHE), "--start-server"], env=env, capture_output=True, check=True)
     build = make(src, "%s gcc" % SCCACHE, env)
@@ -174,7 +179,7 @@ def run_sccache(src, work, endpoint, endpoint_log, prefix):
     # the run ends with its server (a write it had not finished would show as a miss in the warm run)
     subprocess.run([str(SCCACHE), "--stop-server"], env=env, capture_output=True, check=False)
     seconds = time.monotonic() - start
-    requests, _ = requests_in(endpoint_log, offset)
+    requests = requests_in(endpoint_log, offset)[0]
     stats = stats.get("stats", stats)
     hits = sum(stats.get("cache_hits", {}).get("counts", {}).values())
     misses = sum(stats.get("cache_misses", {}).get("counts", {}).values())
@@ -197,8 +202,12 @@ def main():
     shutil.copytree(lua_sources(), src)
     server, endpoint, log = s3_server(work)
     version = {
-        "ccache": subprocess.run(["ccache", "--version"], capture_output=True, text=True).stdout.split("\n")[0],
-        "sccache": subprocess.run([str(SCCACHE), "--version"], capture_output=True, text=True).stdout.strip(),
+        "ccache": subprocess.run(["ccache", "--version"], capture_output=True, text=True, check=True).stdout.split(
+            "\n"
+        )[0],
+        "sccache": subprocess.run(
+            [str(SCCACHE), "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip(),
     }
     try:
         s3 = boto3.client(
