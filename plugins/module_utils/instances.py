@@ -106,7 +106,12 @@ def terminate(ec2, instance_ids, wait):
     return ids
 
 
-def wait_for(ec2, waiter, instance_ids, delay=5, max_attempts=120):
+# Seconds between a waiter's DescribeInstances calls: an instance is pending or shutting down for some 5-30 s, and
+# every second waited past the change is a second of the run; one call per 2 s is far below EC2's request limits.
+WAIT_DELAY = 2
+
+
+def wait_for(ec2, waiter, instance_ids, delay=WAIT_DELAY, max_attempts=300):
     """botocore's instance waiter ``waiter`` (instance_running, instance_terminated, ...) over ``instance_ids``."""
     for chunk in chunks(instance_ids):
         ec2.get_waiter(waiter).wait(

@@ -435,7 +435,10 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
             )
     if params["wait"] and result["launched"]:
         bf_instances.wait_for(
-            ec2, "instance_running", result["launched"], max_attempts=max(1, params["wait_timeout"] // 5)
+            ec2,
+            "instance_running",
+            result["launched"],
+            max_attempts=max(1, params["wait_timeout"] // bf_instances.WAIT_DELAY),
         )
     result["instances"] = bf_instances.find(ec2, cluster, roles=names, states=bf_instances.SERVING)
     if params["wait_for_ssh"]:
