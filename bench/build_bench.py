@@ -56,6 +56,14 @@ BUILD = (
 )
 
 
+def write_report(lines, out=None):
+    """A bench's report: printed, and written to ``out`` when given (the benches here share it)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.write_text(text)
+
+
 def lua_sources():
     """Lua's sources from the host's Debian mirror (examples/fetch-debian-source.sh), kept in build/e2e/sources."""
     return subprocess.run(
@@ -353,10 +361,7 @@ def main():
             lines.append("")
     finally:
         subprocess.run([str(LOCALCLOUD), "down"], env=dict(env, BUILDFARM_LOCALCLOUD_DIR=str(state)), check=False)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # the collection as Ansible sees it (make collection), for build_bench's import of it
 sys.path[:0] = [str(HERE), str(HERE.parent / "build" / "collections")]
-from build_bench import ROOT, aws_client, bake, build_yml, cloud_up, lua_sources, sweep  # noqa: E402
+from build_bench import ROOT, aws_client, bake, build_yml, cloud_up, lua_sources, sweep, write_report  # noqa: E402
 
 LOCALCLOUD = ROOT / "tools" / "localcloud" / "localcloud.sh"
 SCRIPT = '#!/bin/bash\nset -e\nmake -j"$BUILDFARM_JOBS" CC="$CC" linux\ncp src/lua "$BUILDFARM_OUTPUT_DIR/"\n'
@@ -152,12 +152,9 @@ def main():
         "- cold / warm (unchanged rebuild on a fresh cluster): **%.2fx** (target >= 3)" % (cold / warm),
         "",
         "What this does not show: the local cloud's S3 is on this machine, so the archive's transfer is nearly free;",
-        "on EC2 it adds its size over the instance's S3 bandwidth to each run. sccache was not measured.",
+        "on EC2 it adds its size over the instance's S3 bandwidth to each run. sccache: bench/cache_compare.py.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

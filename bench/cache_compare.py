@@ -43,7 +43,7 @@ import jinja2
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "build" / "collections")]
-from build_bench import lua_sources  # noqa: E402
+from build_bench import lua_sources, write_report  # noqa: E402
 
 from ansible_collections.buildfarm.ec2.plugins.module_utils import compile_cache  # noqa: E402
 
@@ -170,14 +170,21 @@ def run_sccache(src, work, endpoint, endpoint_log, prefix):
     offset = requests_in(endpoint_log, 0)[1]
     start = time.monotonic()
     subprocess.run([str(SCCACHE), "--start-server"], env=env, capture_output=True, check=True)
-    build = make(src, "%s gcc" % SCCACHE, env)
-    stats = json.loads(
-        subprocess.run(
-            [str(SCCACHE), "--show-stats", "--stats-format=json"], env=env, capture_output=True, text=True, check=True
-        ).stdout
-    )
-    # the run ends with its server (a write it had not finished would show as a miss in the warm run)
-    subprocess.run([str(SCCACHE), "--stop-server"], env=env, capture_output=True, check=False)
+    try:
+        build = make(src, "%s gcc" % SCCACHE, env)
+        stats = json.loads(
+            subprocess.run(
+                [str(SCCACHE), "--show-stats", "--stats-format=json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+    finally:
+        # the run ends with its server, also when the build failed (it never idles out: SCCACHE_IDLE_TIMEOUT=0); a
+        # write it had not finished would show as a miss in the warm run
+        subprocess.run([str(SCCACHE), "--stop-server"], env=env, capture_output=True, check=False)
     seconds = time.monotonic() - start
     requests = requests_in(endpoint_log, offset)[0]
     stats = stats.get("stats", stats)
@@ -200,7 +207,6 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="cache-compare-"))
     src = work / "src"
     shutil.copytree(lua_sources(), src)
-    server, endpoint, log = s3_server(work)
     version = {
         "ccache": subprocess.run(["ccache", "--version"], capture_output=True, text=True, check=True).stdout.split(
             "\n"
@@ -209,6 +215,7 @@ def main():
             [str(SCCACHE), "--version"], capture_output=True, text=True, check=True
         ).stdout.strip(),
     }
+    server, endpoint, log = s3_server(work)
     try:
         s3 = boto3.client(
             "s3",
@@ -283,10 +290,7 @@ def main():
             for key, rows in results.items()
         ),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":
