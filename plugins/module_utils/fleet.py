@@ -93,6 +93,12 @@ def validate_roles(roles):
     return errors
 
 
+def role_heartbeat(role, default):
+    """The heartbeat lease minutes of a role's new instances: its own ``heartbeat_timeout``, else ``default``."""
+    own = role.get("heartbeat_timeout")
+    return default if own is None else own
+
+
 def build_user_data(user_data, max_lifetime, heartbeat_timeout=0):
     """The instance user-data: a power-off timer (the cost guard when the controller is gone), with a
     ``heartbeat_timeout`` the lease watch (module_utils/lease.py), and then the user's script, saved to a file and

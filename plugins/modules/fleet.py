@@ -85,6 +85,11 @@ options:
         description:
           - Size of the root volume in GiB (gp3, encrypted, deleted with the instance). The AMI's size when omitted.
         type: int
+      heartbeat_timeout:
+        description:
+          - The role's own O(heartbeat_timeout) (minutes, V(0) for no lease), for example a kept host without a
+            lease beside builders that power off when the controller is gone. O(heartbeat_timeout) when omitted.
+        type: int
   image_id:
     description:
       - AMI id for new instances. Required when instances must be launched.
@@ -325,9 +330,13 @@ def _validate(params):
         if not params["roles"]:
             errors.append("roles is required with state=present: list the roles with name, count and type")
         errors.extend(bf_fleet.validate_roles(params["roles"]))
-        errors.extend(bf_fleet.validate_user_data(params["user_data"], params["lifetime"], params["heartbeat_timeout"]))
-        if params["heartbeat_timeout"] < 0:
-            errors.append("heartbeat_timeout must be 0 (no lease) or minutes, got %d" % params["heartbeat_timeout"])
+        minutes = {params["heartbeat_timeout"]} | {
+            bf_fleet.role_heartbeat(r, params["heartbeat_timeout"]) for r in params["roles"] or []
+        }
+        for heartbeat in sorted(minutes):
+            errors.extend(bf_fleet.validate_user_data(params["user_data"], params["lifetime"], heartbeat))
+        if min(minutes) < 0:
+            errors.append("heartbeat_timeout must be 0 (no lease) or minutes, got %d" % min(minutes))
         for name in ("wait_timeout", "ssh_timeout"):
             if params[name] <= 0:
                 errors.append("%s must be a positive number of seconds, got %d" % (name, params[name]))
@@ -412,8 +421,6 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         public_ip=params["public_ip"],
         key_name=result["key_name"],
         instance_profile=params["instance_profile"],
-        user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"], params["heartbeat_timeout"]),
-        lease=bf_lease.lease_until(params["heartbeat_timeout"]) if params["heartbeat_timeout"] else None,
         root_device=root_device,
         tags={
             name: bf_tags.cluster_tags(cluster, role=name, run_id=params["run_id"], expires=expires) for name in names
@@ -425,7 +432,13 @@ def _apply(module, ec2, result, plan, to_terminate, root_device, expires):
         count = plan[role["name"]]["launch"]
         if not count:
             continue
-        ids, fallbacks = bf_fleet.run_instances(ec2, role, count, launch)
+        heartbeat = bf_fleet.role_heartbeat(role, params["heartbeat_timeout"])
+        role_launch = dict(
+            launch,
+            user_data=bf_fleet.build_user_data(params["user_data"], params["lifetime"], heartbeat),
+            lease=bf_lease.lease_until(heartbeat) if heartbeat else None,
+        )
+        ids, fallbacks = bf_fleet.run_instances(ec2, role, count, role_launch)
         result["launched"].extend(ids)
         for fallback in fallbacks:
             result["fallbacks"].append(dict(fallback, role=role["name"]))
@@ -492,6 +505,7 @@ def main():
                 spot=dict(type="bool", default=False),
                 spot_fallback=dict(type="bool", default=True),
                 volume_size=dict(type="int"),
+                heartbeat_timeout=dict(type="int"),
             ),
         ),
         image_id=dict(type="str"),

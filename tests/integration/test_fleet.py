@@ -32,6 +32,7 @@ PLAY = AWS_PLAY + """
         public_ip: "{{ public_ip | default(false) }}"
         max_lifetime: "{{ max_lifetime | default(90) }}"
         user_data: "{{ user_data | default('echo hello from buildfarm') }}"
+        heartbeat_timeout: "{{ heartbeat_timeout | default(0) }}"
         roles: "{{ fleet_roles }}"
       when: fleet_roles | length > 0 or (state | default('present')) == 'absent'
 """
@@ -214,3 +215,18 @@ def test_public_ip_is_asked_for_on_the_network_interface(aws, run_play):
         interface = instance["NetworkInterfaces"][0]
         assert instance["PublicIpAddress"] and [g["GroupId"] for g in interface["Groups"]] == [group]
         assert instance["SubnetId"] == public.task("Network")["subnet_id"]
+
+
+def test_a_role_can_have_its_own_heartbeat_lease(aws, run_play):
+    # build.yml keep_host: the kept host without a lease, the builders with the run's
+    ec2 = aws.client("ec2")
+    roles = [dict(ROLES[0], heartbeat_timeout=0), dict(ROLES[1], count=1)]
+    run_play(PLAY, extra_vars={"fleet_roles": roles, "heartbeat_timeout": 10})
+    for role, leased in (("host", False), ("builder", True)):
+        (instance,) = _live(ec2, role)
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        user_data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+        script = base64.b64decode(user_data["UserData"]["Value"]).decode()
+        assert ("buildfarm:lease" in tags) is leased, role
+        assert ("buildfarm-lease-watch" in script) is leased, role
+        assert (instance["MetadataOptions"].get("InstanceMetadataTags") == "enabled") is leased, role
