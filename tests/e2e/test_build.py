@@ -1232,3 +1232,99 @@ def test_inside_an_existing_private_subnet_behind_a_nat_gateway(build, cloud):
     assert rc != 0
     assert "would have no way to the internet" in out and "NAT gateway %s" % net["nat"] in out
     assert cloud.leftovers("e2e-inside") == {}
+
+
+def _role_ids(cloud, cluster, role):
+    return sorted(
+        i["InstanceId"]
+        for r in cloud.client("ec2").describe_instances(
+            Filters=[
+                {"Name": "tag:buildfarm:cluster", "Values": [cluster]},
+                {"Name": "tag:buildfarm:role", "Values": [role]},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    )
+
+
+def _on(instance, script):
+    return subprocess.run(
+        ["docker", "exec", "bf-lc-" + instance, "sh", "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+
+
+# Compiles the workspace's greet.c on the build host and records there what it saw: its own name, the message the
+# user left, and one more line in a file the workspace keeps across runs.
+WORKSPACE_SCRIPT = """set -e
+$CC -O2 -c greet.c -o greet.o
+echo "$(hostname) $(pwd)" >> runs.log
+cp greet.o runs.log message "$BUILDFARM_OUTPUT_DIR/"
+hostname > "$BUILDFARM_OUTPUT_DIR/built-on"
+"""
+
+
+@pytest.mark.minutes(4)
+def test_a_kept_host_keeps_its_workspace_while_builders_come_and_go(build, runner, cloud, tmp_path):
+    """keep_host + workspace: the first run launches the host and a builder, puts source_dir into a new workspace
+    volume, builds on the builder (the bigger node) in the volume, moves it back to the host and terminates the
+    builder only. The user edits on the host; the second run boots a new builder beside the same host and builds
+    the edited sources from the workspace alone. The sweep then removes everything, the volume too."""
+    cloud.bucket("buildfarm-e2e")
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "greet.c").write_text('const char *greet(void) { return "hello"; }\n')
+    (sources / "message").write_text("first\n")
+    params = cluster_params(
+        "e2e-ws",
+        100,
+        host_type="t2.micro",  # one vCPU: the build runs on the two-vCPU builder, so the volume moves
+        keep_host=True,
+        workspace="workspace",
+        workspace_size=1,
+        compile_cache="off",
+        build_timeout=300,
+        build_script_content=WORKSPACE_SCRIPT,
+    )
+    # Bad input first: a workspace that the run's sweep would delete is refused before anything is made.
+    rc, out = build(dict(params, keep_host=False, prefix="ws0/"))
+    assert rc != 0 and "workspace workspace needs keep_host or keep_cluster" in out, out[-3000:]
+    assert cloud.leftovers("e2e-ws") == {}
+
+    rc, out = build(dict(params, source_dir=str(sources), prefix="ws1/"))
+    assert rc == 0, out[-8000:]
+    (host,) = _role_ids(cloud, "e2e-ws", "host")
+    assert _role_ids(cloud, "e2e-ws", "builder") == []  # terminated; the host stays
+    assert "cluster: host kept (keep_host), builders terminated" in out, out[-3000:]
+    assert re.search(r"workspace: workspace \(vol-[0-9a-f]+\) on the host at /srv/workspace", out), out[-3000:]
+    first = cloud.objects("buildfarm-e2e", "ws1/")
+    report = json.loads(first["ws1/report.json"])
+    assert report["build_host"]["role"] == "builder", report["build_host"]
+    host_name = _on(host, "hostname").strip()
+    assert first["ws1/built-on"].decode().strip() != host_name
+    assert first["ws1/message"] == b"first\n" and first["ws1/greet.o"].startswith(b"\x7fELF")
+    assert _workspace_attachments(cloud, "e2e-ws") == [host]
+    # Mounted on the host again, with what the build wrote in it, the source directory the user's
+    assert _on(host, "findmnt -n -o TARGET /srv/workspace").strip() == "/srv/workspace"
+    assert _on(host, "cat /srv/workspace/src/runs.log").count("/srv/workspace/src") == 1
+    assert _on(host, "stat -c %U /srv/workspace/src").strip() == "admin"
+    # The host has no lease watch: it outlives the controller (max_lifetime guards it).
+    assert _on(host, "test -e %s && echo watch || echo none" % bf_lease.WATCH_PATH).strip() == "none"
+
+    # The user edits on the host, between runs.
+    _on(host, "echo second > /srv/workspace/src/message")
+    rc, out = build(dict(params, prefix="ws2/"))
+    assert rc == 0, out[-8000:]
+    assert _role_ids(cloud, "e2e-ws", "host") == [host] and _role_ids(cloud, "e2e-ws", "builder") == []
+    second = cloud.objects("buildfarm-e2e", "ws2/")
+    assert second["ws2/message"] == b"second\n"  # built from the workspace, with the edit
+    assert second["ws2/runs.log"].decode().count("/srv/workspace/src") == 2  # the first run's line is still there
+    again = json.loads(second["ws2/report.json"])["build_host"]
+    assert again["role"] == "builder" and again["node"] != report["build_host"]["node"], again  # a new builder
+    assert host_name not in [line.split()[0] for line in second["ws2/runs.log"].decode().splitlines()]
+    assert _workspace_attachments(cloud, "e2e-ws") == [host]
+    assert _on(host, "cat /srv/workspace/src/message") == "second\n"
+
+    rc, out = runner.run("sweep.yml", {"cluster": "e2e-ws", "region": cloud.env["AWS_REGION"]})
+    assert rc == 0, out[-4000:]
+    assert cloud.leftovers("e2e-ws") == {}
