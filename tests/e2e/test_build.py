@@ -1264,7 +1264,7 @@ hostname > "$BUILDFARM_OUTPUT_DIR/built-on"
 """
 
 
-@pytest.mark.minutes(4)
+@pytest.mark.minutes(5)
 def test_a_kept_host_keeps_its_workspace_while_builders_come_and_go(build, runner, cloud, tmp_path):
     """keep_host + workspace: the first run launches the host and a builder, puts source_dir into a new workspace
     volume, builds on the builder (the bigger node) in the volume, moves it back to the host and terminates the
@@ -1324,6 +1324,16 @@ def test_a_kept_host_keeps_its_workspace_while_builders_come_and_go(build, runne
     assert host_name not in [line.split()[0] for line in second["ws2/runs.log"].decode().splitlines()]
     assert _workspace_attachments(cloud, "e2e-ws") == [host]
     assert _on(host, "cat /srv/workspace/src/message") == "second\n"
+
+    # A failing build that leaves a job running in the workspace: the run fails and says why, the job is ended, the
+    # workspace comes back all the same, with what the script wrote before it failed, and the builder goes.
+    script = 'echo "$(hostname) broke" >> runs.log\nsleep 600 > /dev/null 2>&1 &\nexit 3\n'
+    rc, out = build(dict(params, prefix="ws3/", build_script_content=script))
+    assert rc != 0 and "build failed: build script exited with status 3" in out, out[-4000:]
+    assert _role_ids(cloud, "e2e-ws", "host") == [host] and _role_ids(cloud, "e2e-ws", "builder") == []
+    assert _workspace_attachments(cloud, "e2e-ws") == [host]
+    assert _on(host, "tail -n 1 /srv/workspace/src/runs.log").endswith(" broke\n")
+    assert re.search(r"ending [0-9]+ \(sleep\)", out), out[-4000:]
 
     rc, out = runner.run("sweep.yml", {"cluster": "e2e-ws", "region": cloud.env["AWS_REGION"]})
     assert rc == 0, out[-4000:]

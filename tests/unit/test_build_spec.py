@@ -421,6 +421,18 @@ RUNS = [
         "subnet_id": ("vpc-1", "subnet_id: 'vpc-1' is invalid: give empty (the cluster's own network) or a subnet id"),
     },
     {"build_script_content": ("", "give exactly one of build_script (a file on the controller) and")},
+    {
+        "keep_host": (True, "give at most one of keep_host (terminate the builders, keep the host) and keep_cluster"),
+        "keep_cluster": (True, None),
+        "workspace": ("bad name!", "workspace: 'bad name!' is invalid: give empty, or 1-63 letters"),
+        "workspace_size": (0, "workspace_size: 0 is invalid: give a whole number of GiB from 1 to 16384"),
+    },
+    {
+        "keep_host": (True, "keep_host needs scheduler distcc: a run's teardown terminates the builders"),
+        "scheduler": ("slurm", None),
+        "workspace": ("workspace", "workspace needs scheduler distcc: the volume is attached to one build host"),
+    },
+    {"workspace": ("workspace", "workspace workspace needs keep_host or keep_cluster: without them the run's sweep")},
 ]
 
 
