@@ -40,6 +40,8 @@ MAIN_PARAMETERS = {
     "max_cost_usd": "float",
     "estimate_only": "multiplechoice",
     "keep_cluster": "multiplechoice",
+    "keep_host": "multiplechoice",
+    "workspace": "text",
     "scheduler": "multiplechoice",
 }
 EXTRA_VARS = {
