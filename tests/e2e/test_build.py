@@ -1308,6 +1308,8 @@ def test_a_kept_host_keeps_its_workspace_while_builders_come_and_go(build, runne
     assert _on(host, "findmnt -n -o TARGET /srv/workspace").strip() == "/srv/workspace"
     assert _on(host, "cat /srv/workspace/src/runs.log").count("/srv/workspace/src") == 1
     assert _on(host, "stat -c %U /srv/workspace/src").strip() == "admin"
+    # and what the build (as root) wrote in it is the user's, who may rebuild it by hand on the host
+    assert _on(host, "stat -c %U /srv/workspace/src/greet.o /srv/workspace/src/runs.log").split() == ["admin"] * 2
     # The host has no lease watch: it outlives the controller (max_lifetime guards it).
     assert _on(host, "test -e %s && echo watch || echo none" % bf_lease.WATCH_PATH).strip() == "none"
 
