@@ -1264,12 +1264,13 @@ hostname > "$BUILDFARM_OUTPUT_DIR/built-on"
 """
 
 
-@pytest.mark.minutes(5)
+@pytest.mark.minutes(7)
 def test_a_kept_host_keeps_its_workspace_while_builders_come_and_go(build, runner, cloud, tmp_path):
     """keep_host + workspace: the first run launches the host and a builder, puts source_dir into a new workspace
     volume, builds on the builder (the bigger node) in the volume, moves it back to the host and terminates the
     builder only. The user edits on the host; the second run boots a new builder beside the same host and builds
-    the edited sources from the workspace alone. The sweep then removes everything, the volume too."""
+    the edited sources from the workspace alone. A failing build, and a run whose controller dies mid-build, leave
+    the workspace to the next run all the same. The sweep then removes everything, the volume too."""
     cloud.bucket("buildfarm-e2e")
     sources = tmp_path / "sources"
     sources.mkdir()
@@ -1336,6 +1337,53 @@ def test_a_kept_host_keeps_its_workspace_while_builders_come_and_go(build, runne
     assert _workspace_attachments(cloud, "e2e-ws") == [host]
     assert _on(host, "tail -n 1 /srv/workspace/src/runs.log").endswith(" broke\n")
     assert re.search(r"ending [0-9]+ \(sleep\)", out), out[-4000:]
+
+    # The controller dies mid-build (ansible-playbook SIGKILLed): the workspace stays mounted on that run's builder,
+    # whose build still runs in it. The next run takes the builder over (its fleet), ends what the dead run left
+    # running in the workspace, builds there and puts the workspace back on the host.
+    marker = "/srv/workspace/src/dead-run"
+    log = runner.tmp_path / "ws4.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            runner.command(
+                "build.yml", dict(params, prefix="ws4/", build_script_content="touch dead-run\nsleep 900\n")
+            ),
+            env=runner.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    workers = {}
+    try:
+        deadline = time.monotonic() + 600
+        dead_builder = None
+        while dead_builder is None:
+            assert proc.poll() is None, "the run ended before its build ran:\n" + log.read_text()[-6000:]
+            assert time.monotonic() < deadline, "the build did not start:\n" + log.read_text()[-6000:]
+            for builder in _role_ids(cloud, "e2e-ws", "builder"):
+                probe = ["docker", "exec", "bf-lc-" + builder, "test", "-e", marker]
+                if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+                    dead_builder = builder
+            time.sleep(2)
+        workers = processes.descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        processes.kill(workers)
+    assert _workspace_attachments(cloud, "e2e-ws") == [dead_builder]
+    rc, out = build(dict(params, prefix="ws5/"))
+    assert rc == 0, out[-8000:]
+    # the dead run's build, in the workspace (its runner, timeout(1) and script: whichever the scan finds first)
+    assert re.search(r"left running in the workspace: ending [0-9]+ \((run-build|timeout|bash|sleep)\)", out), out[
+        -4000:
+    ]
+    fifth = cloud.objects("buildfarm-e2e", "ws5/")
+    assert json.loads(fifth["ws5/report.json"])["build_host"]["node"] == dead_builder  # taken over, not a new one
+    assert _role_ids(cloud, "e2e-ws", "host") == [host] and _role_ids(cloud, "e2e-ws", "builder") == []
+    assert _workspace_attachments(cloud, "e2e-ws") == [host]
+    assert _on(host, "test -e %s && findmnt -n -o TARGET /srv/workspace" % marker).strip() == "/srv/workspace"
 
     rc, out = runner.run("sweep.yml", {"cluster": "e2e-ws", "region": cloud.env["AWS_REGION"]})
     assert rc == 0, out[-4000:]
