@@ -1328,6 +1328,18 @@ def test_a_kept_host_keeps_its_workspace_while_builders_come_and_go(build, runne
     assert _workspace_attachments(cloud, "e2e-ws") == [host]
     assert _on(host, "cat /srv/workspace/src/message") == "second\n"
 
+    # The user still has a shell in the workspace on the host: the run refuses to take the volume away from it, names
+    # the process and ends nothing on the host; the workspace stays mounted there, the builder goes.
+    _on(host, "cd /srv/workspace/src && { sleep 300 > /dev/null 2>&1 & echo $! > /tmp/users-shell; }")
+    user_pid = _on(host, "cat /tmp/users-shell").strip()
+    rc, out = build(dict(params, prefix="ws2b/"))
+    assert rc != 0, out[-4000:]
+    refusal = "workspace workspace is in use on the host by %s (sleep): leave /srv/workspace there" % user_pid
+    assert refusal in out, out[-4000:]
+    assert _on(host, "kill -0 %s && findmnt -n -o TARGET /srv/workspace" % user_pid).strip() == "/srv/workspace"
+    assert _role_ids(cloud, "e2e-ws", "builder") == [] and _workspace_attachments(cloud, "e2e-ws") == [host]
+    _on(host, "kill %s" % user_pid)
+
     # A failing build that leaves a job running in the workspace: the run fails and says why, the job is ended, the
     # workspace comes back all the same, with what the script wrote before it failed, and the builder goes.
     script = 'echo "$(hostname) broke" >> runs.log\nsleep 600 > /dev/null 2>&1 &\nexit 3\n'
