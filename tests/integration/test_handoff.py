@@ -50,3 +50,30 @@ def test_missing_builder_is_refused(aws, run_play):
     result = run_play(PLAYBOOK, extra_vars={"cluster": "hand", "region": aws.region}, expect_rc=2)
     assert "needs a running host and a running builder instance" in result.task("Check both instances exist")["msg"]
     assert ec2.describe_volumes(Filters=[{"Name": "tag:buildfarm:cluster", "Values": ["hand"]}])["Volumes"] == []
+
+
+def test_a_workspace_left_on_the_builder_is_moved_back_from_there(aws, run_play):
+    """An earlier hand-off whose controller died left the workspace on the builder: the next one takes it from there
+    (it does not refuse because the volume is not on the host) and hands it back to the host."""
+    ec2 = aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.0.0/24")["Subnet"]["SubnetId"]
+    host = _instance(ec2, subnet, "host")
+    builder = _instance(ec2, subnet, "builder")
+    zone = ec2.describe_instances(InstanceIds=[builder])["Reservations"][0]["Instances"][0]["Placement"]
+    left = ec2.create_volume(
+        AvailabilityZone=zone["AvailabilityZone"],
+        Size=1,
+        TagSpecifications=tags.tag_specifications("volume", dict(tags.cluster_tags("hand"), Name="workspace")),
+    )["VolumeId"]
+    ec2.get_waiter("volume_available").wait(VolumeIds=[left])
+    ec2.attach_volume(VolumeId=left, InstanceId=builder, Device="/dev/sdf")
+    ec2.get_waiter("volume_in_use").wait(VolumeIds=[left])
+    assert _attached_to(ec2, "workspace") == [builder]
+
+    result = run_play(PLAYBOOK, extra_vars={"cluster": "hand", "region": aws.region}, inventory="localhost,")
+    assert result.task("Create the workspace when missing")["volume_id"] == left  # the same volume, not a new one
+    assert result.task("Hand the workspace to the target")["instance_id"] == builder
+    back = result.task("Hand the workspace back to the host")
+    assert back["changed"] and back["instance_id"] == host
+    assert _attached_to(ec2, "workspace") == [host]
